@@ -1,0 +1,165 @@
+"""Named profiles (paper, default, tiny) and the command-line model overrides that refine them.
+
+Every model role is a ModelSpec; a profile fills all of them. `--weights random` swaps every real model for its
+real-size architecture with random weights, to measure cost without downloads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from graphs.context import PAPER_QUERIES, LLMSettings, PipelineSettings
+from tools.errors import InputError
+from tools.models.base import ModelSpec, Role
+from tools.models.registry import LOADERS
+
+DEFAULT_QUERY = "Describe the sounds in this audio and name what is making each of them, in one sentence."
+"""The default profile's single query: instruction-tuned ALMs answer a plain request better than Pengi's task tags."""
+
+KNOWN_MODELS: dict[str, tuple[Role, str]] = {
+    "Qwen/Qwen2-Audio-7B-Instruct": ("captioner", "qwen2_audio"),
+    "nvidia/audio-flamingo-3-hf": ("captioner", "audio_flamingo3"),
+    "Qwen/Qwen2.5-Omni-7B": ("captioner", "qwen2_5_omni"),
+    "Qwen/Qwen2.5-Omni-3B": ("captioner", "qwen2_5_omni"),
+    "laion/clap-htsat-unfused": ("tagger", "clap"),
+    "laion/larger_clap_general": ("tagger", "clap"),
+    "MIT/ast-finetuned-audioset-10-10-0.4593": ("tagger", "ast"),
+    "IDEA-Research/grounding-dino-tiny": ("grounder", "grounding_dino"),
+    "IDEA-Research/grounding-dino-base": ("grounder", "grounding_dino"),
+    "facebook/sam2.1-hiera-tiny": ("segmenter", "sam2"),
+    "facebook/sam2.1-hiera-small": ("segmenter", "sam2"),
+    "facebook/sam2.1-hiera-base-plus": ("segmenter", "sam2"),
+    "facebook/sam2.1-hiera-large": ("segmenter", "sam2"),
+}
+
+# config.json model_type -> adapter family, for models given as local folders.
+MODEL_TYPE_FAMILY = {
+    "qwen2_audio": "qwen2_audio",
+    "audioflamingo3": "audio_flamingo3",
+    "qwen2_5_omni": "qwen2_5_omni",
+    "qwen2_5_omni_thinker": "qwen2_5_omni",
+    "clap": "clap",
+    "audio-spectrogram-transformer": "ast",
+    "grounding-dino": "grounding_dino",
+    "sam2": "sam2",
+}
+
+PROFILE_NAMES = ("paper", "default", "tiny")
+
+
+def _real(role: Role, model_id: str) -> ModelSpec:
+    return ModelSpec(role=role, family=KNOWN_MODELS[model_id][1], model_id=model_id)
+
+
+def _tiny(role: Role, family: str) -> ModelSpec:
+    return ModelSpec(role=role, family=family, model_id=f"tiny-{family}", face="tiny")
+
+
+def llm_configured() -> bool:
+    """Whether an OpenAI-compatible LLM is configured in the environment."""
+    return bool(os.environ.get("OPENAI_API_KEY"))
+
+
+def base_profile(name: str) -> PipelineSettings:
+    """The settings a profile names, before command-line overrides."""
+    if name == "paper":
+        return PipelineSettings(
+            profile=name,
+            captioner=_real("captioner", "Qwen/Qwen2-Audio-7B-Instruct"),
+            queries=PAPER_QUERIES,
+            tagger=None,
+            translator="llm",
+            llm=LLMSettings(model="gpt-4o"),
+            translate_variant="both",
+            grounder=_real("grounder", "IDEA-Research/grounding-dino-base"),
+            segmenter=_real("segmenter", "facebook/sam2.1-hiera-large"),
+        )
+    if name == "default":
+        return PipelineSettings(
+            profile=name,
+            captioner=_real("captioner", "Qwen/Qwen2-Audio-7B-Instruct"),
+            queries=(DEFAULT_QUERY,),
+            tagger=_real("tagger", "laion/clap-htsat-unfused"),
+            translator="llm" if llm_configured() else "lexicon",
+            llm=LLMSettings(model="gpt-4o-mini") if llm_configured() else None,
+            translate_variant="both",
+            grounder=_real("grounder", "IDEA-Research/grounding-dino-tiny"),
+            segmenter=_real("segmenter", "facebook/sam2.1-hiera-small"),
+        )
+    if name == "tiny":
+        # Random weights give near-uniform tag scores; a zero tag threshold lets every stage run on something.
+        return PipelineSettings(
+            profile=name,
+            captioner=_tiny("captioner", "qwen2_audio"),
+            queries=(DEFAULT_QUERY,),
+            tagger=_tiny("tagger", "clap"),
+            translator="lexicon",
+            lexicon_min_tag_score=0.0,
+            grounder=_tiny("grounder", "grounding_dino"),
+            segmenter=_tiny("segmenter", "sam2"),
+        )
+    raise InputError(f"unknown profile '{name}'; choose one of: {', '.join(PROFILE_NAMES)}")
+
+
+def parse_model_arg(role: Role, value: str, face: str = "real") -> ModelSpec | None:
+    """A model given on the command line: `none`, a known hub id, `FAMILY:ID_OR_PATH`, or a local folder whose
+    config.json names its architecture. `face` is `tiny` when the id is `tiny`."""
+    if value.lower() == "none":
+        if role in {"captioner", "tagger"}:
+            return None
+        raise InputError(f"--{role} cannot be none: the pipeline needs a {role}")
+    families = sorted(f for r, f in LOADERS if r == role)
+    family, _, model_id = value.partition(":") if value.split(":")[0] in families else ("", "", value)
+    if not family:
+        if value in KNOWN_MODELS:
+            known_role, family = KNOWN_MODELS[value]
+            if known_role != role:
+                raise InputError(f"--{role} {value}: that model is a {known_role}, not a {role}")
+        elif Path(value).is_dir():
+            family = _family_from_folder(role, Path(value))
+        else:
+            raise InputError(
+                f"--{role} {value}: not a known model id, an existing folder, or FAMILY:ID "
+                f"(families: {', '.join(families)})"
+            )
+    if model_id == "tiny":
+        return _tiny(role, family)
+    return ModelSpec(role=role, family=family, model_id=model_id, face=face)
+
+
+def _family_from_folder(role: Role, folder: Path) -> str:
+    config = folder / "config.json"
+    if not config.is_file():
+        raise InputError(f"--{role} {folder}: no config.json in that folder")
+    model_type = json.loads(config.read_text()).get("model_type", "")
+    family = MODEL_TYPE_FAMILY.get(model_type)
+    if family is None or (role, family) not in LOADERS:
+        raise InputError(f"--{role} {folder}: model_type '{model_type}' is not a supported {role}")
+    return family
+
+
+def with_random_weights(settings: PipelineSettings) -> PipelineSettings:
+    """Every real model replaced by its real-size architecture with random weights (cost measurements)."""
+    updates: dict[str, Any] = {}
+    for role in ("captioner", "tagger", "grounder", "segmenter"):
+        spec: ModelSpec | None = getattr(settings, role)
+        if spec is not None and spec.face == "real":
+            updates[role] = spec.model_copy(update={"face": "random"})
+    return settings.model_copy(update=updates)
+
+
+def resolve_llm(settings: PipelineSettings, model: str | None, base_url: str | None) -> PipelineSettings:
+    """Apply `--llm` / `--llm-base-url`; an explicit model switches translation to the LLM."""
+    if model is None and base_url is None:
+        if settings.translator == "llm" and not (llm_configured() or (settings.llm and settings.llm.base_url)):
+            raise InputError(
+                f"profile '{settings.profile}' translates with an LLM: set OPENAI_API_KEY, or give --llm MODEL "
+                "with --llm-base-url URL for an OpenAI-compatible server, or use --translator lexicon"
+            )
+        return settings
+    current = settings.llm or LLMSettings(model=model or "gpt-4o-mini")
+    llm = current.model_copy(update={k: v for k, v in {"model": model, "base_url": base_url}.items() if v})
+    return settings.model_copy(update={"translator": "llm", "llm": llm})

@@ -1,0 +1,149 @@
+"""`python -m agent.solve CLIP`: masks of the objects making the sound in a video, in a run folder.
+
+Exit codes: 0 success; 2 bad input (one line on stderr, no traceback); 1 internal failure (one line naming the
+trace); 130 interrupted (the run can be resumed with --resume RUN_DIR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from agent.profiles import PROFILE_NAMES, base_profile, parse_model_arg, resolve_llm, with_random_weights
+from agent.runner import load_run, new_run_dir, run_graph
+from graphs.context import PipelineSettings
+from graphs.pipeline import VideoSource
+from tools.errors import InputError, OpenAVSError
+from tools.media import probe_clip
+from tools.sampling import parse_frame_strategy
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(prog="python -m agent.solve", description=__doc__.splitlines()[0])
+    parser.add_argument("clip", nargs="?", help="the video file (mp4, mov, webm, ...)")
+    parser.add_argument("--profile", default="default", choices=PROFILE_NAMES, help="model set (default: default)")
+    parser.add_argument("--out", help="run folder to create (default: runs/<clip>-<date-time>)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR")
+    parser.add_argument("--graph", default="pipeline", choices=["pipeline"], help="the paper's fixed pipeline")
+    parser.add_argument("--frames", help="avsbench (default) | uniform:N | fps:F")
+    parser.add_argument("--max-frames", type=int, help="at most this many frames (default 64)")
+    parser.add_argument("--device", help="cpu | cuda | cuda:N | mps (default: cuda, then mps, then cpu)")
+    parser.add_argument("--weights", default="profile", choices=["profile", "random"], help="random: real-size "
+                        "architectures with random weights, for cost measurements (outputs meaningless)")  # fmt: skip
+    parser.add_argument("--captioner", help="audio-language model: hub id, folder, FAMILY:ID, or none")
+    parser.add_argument("--queries", help="captioner queries separated by '|' (paper: the three Pengi queries)")
+    parser.add_argument("--tagger", help="audio tagger: hub id, folder, FAMILY:ID, or none")
+    parser.add_argument("--grounder", help="GroundingDINO: hub id, folder or FAMILY:ID")
+    parser.add_argument("--segmenter", help="SAM2: hub id, folder or FAMILY:ID")
+    parser.add_argument("--translator", choices=["llm", "lexicon"], help="captions -> nouns: an LLM or the built-in "
+                        "lexicon (default: LLM when configured)")  # fmt: skip
+    parser.add_argument("--llm", help="chat model name for translation (OpenAI-compatible)")
+    parser.add_argument("--llm-base-url", help="base URL of an OpenAI-compatible server (or OPENAI_BASE_URL)")
+    parser.add_argument("--variant", choices=["none", "prompt", "frame", "both"], help="LLM consistency variant")
+    parser.add_argument("--phrases", help="comma-separated object phrases for every frame: skips audio and LLM "
+                        "(the paper's OpenAVS* setting)")  # fmt: skip
+    parser.add_argument("--box-threshold", type=float, help="GroundingDINO box threshold (paper: 0.25)")
+    parser.add_argument("--text-threshold", type=float, help="GroundingDINO text threshold (default 0.25)")
+    parser.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> PipelineSettings:
+    """The profile, refined by every option the user gave."""
+    settings = base_profile(args.profile)
+    updates: dict = {}
+    for role in ("captioner", "tagger", "grounder", "segmenter"):
+        value = getattr(args, role)
+        if value is not None:
+            updates[role] = parse_model_arg(role, value)
+    if args.frames is not None:
+        parse_frame_strategy(args.frames)
+        updates["frames"] = args.frames
+    if args.max_frames is not None:
+        if args.max_frames < 1:
+            raise InputError("--max-frames must be at least 1")
+        updates["max_frames"] = args.max_frames
+    for name in ("box_threshold", "text_threshold"):
+        value = getattr(args, name)
+        if value is not None:
+            if not 0.0 <= value <= 1.0:
+                raise InputError(f"--{name.replace('_', '-')} must be between 0 and 1, got {value}")
+            updates[name] = value
+    if args.queries is not None:
+        queries = tuple(q.strip() for q in args.queries.split("|") if q.strip())
+        if not queries:
+            raise InputError("--queries needs at least one query")
+        updates["queries"] = queries
+    if args.phrases is not None:
+        phrases = tuple(p.strip().lower() for p in args.phrases.split(",") if p.strip())
+        if not phrases:
+            raise InputError("--phrases needs at least one phrase")
+        updates["oracle_phrases"] = phrases
+    if args.translator is not None:
+        updates["translator"] = args.translator
+    if args.variant is not None:
+        updates["translate_variant"] = args.variant
+    updates["device"] = args.device
+    updates["write_overlay"] = not args.no_overlay
+    settings = settings.model_copy(update=updates)
+    if args.weights == "random":
+        settings = with_random_weights(settings)
+    if (settings.oracle_phrases is None and settings.translator == "llm") or args.llm or args.llm_base_url:
+        settings = resolve_llm(settings, args.llm, args.llm_base_url)
+    return PipelineSettings.model_validate(settings.model_dump())
+
+
+def _summary(state: dict, run_dir: Path) -> str:
+    lines = [f"run folder: {run_dir}"]
+    for frame, phrases in zip(state["frames"], state["phrases"], strict=True):
+        lines.append(f"  frame {frame['index'] + 1} at {frame['timestamp_s']:.2f} s: {', '.join(phrases) or '-'}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run_dir: Path | None = None
+    try:
+        if args.resume:
+            run_dir = Path(args.resume)
+            settings, source = load_run(run_dir)
+            resume = True
+        else:
+            if not args.clip:
+                raise InputError("give a video file to segment (or --resume RUN_DIR)")
+            info = probe_clip(args.clip)
+            settings = settings_from_args(args)
+            source = VideoSource(kind="video", path=str(Path(args.clip).resolve()))
+            run_dir = new_run_dir(args.out, Path(info.path).stem)
+            resume = False
+        if not settings.meaningful:
+            print("note: some models have random weights; the masks are meaningless", file=sys.stderr)
+        state = run_graph(run_dir, settings, source, resume=resume)
+    except OpenAVSError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        where = f"; resume with --resume {run_dir}" if run_dir else ""
+        print(f"interrupted{where}", file=sys.stderr)
+        return 130
+    except Exception as err:  # one line for the user; the trace has the record
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        trace = f" (trace: {run_dir / 'trace.jsonl'})" if run_dir else ""
+        print(f"internal error: {type(err).__name__}: {first}{trace}", file=sys.stderr)
+        return 1
+    for warning in state.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    print(_summary(state, run_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""What a graph run needs besides its state: settings (plain data, saved with the run) and the runtime context
+(models, translator, run folder, trace), which never enters checkpoints."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.models.base import ModelSpec
+from tools.models.registry import ModelRegistry
+from tools.tracing import TraceWriter
+from tools.translate import Translator
+
+PAPER_QUERIES = ("generate audio caption", "generate metadata", "this is a sound of")
+"""Pengi's three describe() queries, the ones the paper runs per frame (PAPER.md §1)."""
+
+
+class LLMSettings(BaseModel):
+    """An OpenAI-compatible chat model; the key comes from the environment and is never saved."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    base_url: str | None = None
+    temperature: float = 0.0
+    timeout_s: float = 60.0
+    max_retries: int = 2
+
+
+class PipelineSettings(BaseModel):
+    """Every choice a run makes, resolved from a profile plus command-line overrides; saved in result.json."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profile: str
+    captioner: ModelSpec | None = Field(description="audio-language model; None skips captioning")
+    queries: tuple[str, ...] = PAPER_QUERIES
+    caption_max_new_tokens: int = 48
+    tagger: ModelSpec | None = Field(description="audio tagger; None skips tagging")
+    tag_top_k: int = 5
+    translator: Literal["llm", "lexicon"] = "lexicon"
+    llm: LLMSettings | None = None
+    translate_variant: Literal["none", "prompt", "frame", "both"] = "both"
+    lexicon_min_tag_score: float = 0.3
+    oracle_phrases: tuple[str, ...] | None = Field(
+        default=None, description="fixed phrases for every frame (the paper's OpenAVS*): no ALM, tagger or LLM"
+    )
+    grounder: ModelSpec
+    segmenter: ModelSpec
+    box_threshold: float = Field(0.25, ge=0.0, le=1.0)
+    text_threshold: float = Field(0.25, ge=0.0, le=1.0)
+    frames: str = "avsbench"
+    max_frames: int = Field(64, ge=1)
+    model_max_side: int = Field(1280, ge=64, description="frames larger than this are downscaled for the models")
+    audio_window_s: float = Field(1.0, gt=0.0)
+    audio_anchor: Literal["end", "center", "start"] = "end"
+    silence_dbfs: float = -60.0
+    device: str | None = None
+    write_overlay: bool = True
+
+    def model_specs(self) -> list[ModelSpec]:
+        """The models this run will load, in pipeline order."""
+        needs_audio_models = self.oracle_phrases is None
+        specs = [self.captioner, self.tagger] if needs_audio_models else []
+        return [s for s in [*specs, self.grounder, self.segmenter] if s is not None]
+
+    @property
+    def meaningful(self) -> bool:
+        """False when any model has random weights: the masks then say nothing about the clip."""
+        return all(spec.meaningful for spec in self.model_specs())
+
+
+def _print_progress(stage: str, message: str) -> None:
+    print(f"[{stage}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class RunContext:
+    """Runtime context of one run: not checkpointed, rebuilt on resume."""
+
+    settings: PipelineSettings
+    registry: ModelRegistry
+    translator: Translator | None
+    run_dir: Path
+    tracer: TraceWriter
+    progress: Callable[[str, str], None] = field(default=_print_progress)

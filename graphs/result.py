@@ -1,0 +1,71 @@
+"""result.json: everything a run decided, enough to reproduce it."""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import torch
+import transformers
+
+from graphs.context import RunContext
+from tools.datamodel import FrameMasks
+from tools.outputs import mask_file_name
+
+RESULT_VERSION = 1
+
+
+def model_provenance(ctx: RunContext) -> list[dict[str, Any]]:
+    """Each model the run used: its spec, and the hub commit it was loaded from when transformers knows it."""
+    rows = []
+    for spec in ctx.settings.model_specs():
+        adapter = ctx.registry.get(spec)
+        config = getattr(getattr(adapter, "model", None), "config", None)
+        rows.append({**spec.model_dump(), "commit": getattr(config, "_commit_hash", None)})
+    return rows
+
+
+def build_result(ctx: RunContext, state: dict[str, Any], masks: list[FrameMasks], outputs: dict[str, str]) -> dict:
+    """The result.json document for a finished run."""
+    stem = state["clip"]["name"]
+    frames = []
+    for frame, frame_masks, detections in zip(state["frames"], masks, state["detections"], strict=True):
+        k = frame["index"]
+        frames.append(
+            {
+                "index": k,
+                "timestamp_s": round(frame["timestamp_s"], 4),
+                "mask_file": f"masks/{mask_file_name(stem, k)}",
+                "captions": state["captions"][k] if state["captions"] else [],
+                "tags": state["tags"][k] if state["tags"] else [],
+                "phrases": state["phrases"][k],
+                "detections": detections,
+                **frame_masks.to_dict(),
+            }
+        )
+    usage = state.get("usage", {})
+    return {
+        "version": RESULT_VERSION,
+        "meaningful": ctx.settings.meaningful,
+        "clip": state["clip"],
+        "audio": {k: v for k, v in state["audio"].items() if k != "files"},
+        "translator": state["translator"],
+        "frames": frames,
+        "models": model_provenance(ctx),
+        "settings": ctx.settings.model_dump(mode="json"),
+        "device": ctx.registry.device,
+        "timings_s": state.get("timings_s", {}),
+        "model_load_s": ctx.registry.load_seconds,
+        "usage": usage,
+        "tokens": {
+            "input": sum(u.get("input_tokens", 0) for u in usage.values()),
+            "output": sum(u.get("output_tokens", 0) for u in usage.values()),
+        },
+        "warnings": state.get("warnings", []),
+        "outputs": outputs,
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        },
+    }

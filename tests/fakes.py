@@ -1,0 +1,99 @@
+"""Scripted stand-ins for the model roles, for graph-logic tests: deterministic, instant, and easy to reason about.
+
+Each fake satisfies its Protocol in tools/models/base.py and records how it was called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from tools.datamodel import Detections
+from tools.models.base import CaptionBatch, ModelSpec, Usage
+
+
+def fake_spec(role: str) -> ModelSpec:
+    return ModelSpec(role=role, family="fake", model_id=f"fake-{role}", face="tiny")
+
+
+class ScriptedCaptioner:
+    """Answers every query on window i with captions[i] (the last caption repeats for extra windows)."""
+
+    def __init__(self, captions: Sequence[str], sampling_rate: int = 16000) -> None:
+        self.spec = fake_spec("captioner")
+        self.sampling_rate = sampling_rate
+        self.captions = list(captions)
+        self.calls: list[tuple[int, int, list[str]]] = []
+
+    def describe(self, windows: np.ndarray, queries: Sequence[str], max_new_tokens: int = 48) -> CaptionBatch:
+        self.calls.append((windows.shape[0], windows.shape[1], list(queries)))
+        texts = [[self.captions[min(i, len(self.captions) - 1)] for _ in queries] for i in range(len(windows))]
+        return CaptionBatch(texts=texts, usage=Usage(input_tokens=10 * len(windows), output_tokens=5 * len(windows)))
+
+
+class ScriptedTagger:
+    """Gives every window the same scored labels."""
+
+    def __init__(self, tags: Sequence[tuple[str, float]], sampling_rate: int = 48000) -> None:
+        self.spec = fake_spec("tagger")
+        self.sampling_rate = sampling_rate
+        self.tags = list(tags)
+
+    def tag(self, windows: np.ndarray, vocabulary: Sequence[str], top_k: int = 5) -> list[list[tuple[str, float]]]:
+        return [self.tags[:top_k] for _ in range(len(windows))]
+
+
+class BoxGrounder:
+    """Finds each known phrase at a fixed box given in FRACTIONS of the image (x0, y0, x1, y1), with a score."""
+
+    def __init__(self, boxes: dict[str, tuple[tuple[float, float, float, float], float]]) -> None:
+        self.spec = fake_spec("grounder")
+        self.boxes = boxes
+        self.calls: list[tuple[list[tuple[int, int]], list[list[str]]]] = []
+
+    def detect(
+        self,
+        images: Sequence[Image.Image],
+        phrases: Sequence[Sequence[str]],
+        frame_indices: Sequence[int],
+        box_threshold: float,
+        text_threshold: float,
+    ) -> list[Detections]:
+        self.calls.append(([im.size for im in images], [list(p) for p in phrases]))
+        out = []
+        for image, frame_phrases, index in zip(images, phrases, frame_indices, strict=True):
+            found = [
+                (p, *self.boxes[p]) for p in frame_phrases if p in self.boxes and self.boxes[p][1] >= box_threshold
+            ]
+            w, h = image.size
+            boxes = [[x0 * w, y0 * h, x1 * w, y1 * h] for _, (x0, y0, x1, y1), _ in found]
+            out.append(
+                Detections(index, np.array(boxes).reshape(-1, 4), [s for *_, s in found], [p for p, *_ in found])
+            )
+        return out
+
+
+class BoxSegmenter:
+    """The mask of a box is the box itself, filled, at the image's size."""
+
+    def __init__(self) -> None:
+        self.spec = fake_spec("segmenter")
+        self.sizes: list[tuple[int, int]] = []
+
+    def segment(self, image: Image.Image, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        w, h = image.size
+        self.sizes.append((w, h))
+        masks = np.zeros((len(boxes), h, w), dtype=bool)
+        for mask, (x0, y0, x1, y1) in zip(masks, np.asarray(boxes).reshape(-1, 4), strict=True):
+            mask[round(y0) : round(y1), round(x0) : round(x1)] = True
+        return masks, np.full(len(boxes), 0.9, np.float32)
+
+
+def box_mask(height: int, width: int, box: tuple[float, float, float, float]) -> np.ndarray:
+    """The bool mask BoxGrounder + BoxSegmenter produce for a fractional box on a (height, width) frame."""
+    x0, y0, x1, y1 = box
+    mask = np.zeros((height, width), dtype=bool)
+    mask[round(y0 * height) : round(y1 * height), round(x0 * width) : round(x1 * width)] = True
+    return mask

@@ -1,0 +1,173 @@
+"""The pipeline graph end to end with scripted models: the right masks land in the right files, and runs resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from agent.runner import load_run, run_graph
+from graphs.context import PipelineSettings
+from graphs.pipeline import VideoSource
+from tests.clipfactory import write_test_clip
+from tests.fakes import BoxGrounder, BoxSegmenter, ScriptedCaptioner, ScriptedTagger, box_mask
+from tools.models.registry import ModelRegistry
+from tools.runfiles import read_json, read_mask_png
+from tools.tracing import read_trace
+from tools.translate import LexiconTranslator
+
+DOG_BOX = (0.1, 0.2, 0.5, 0.6)
+MAN_BOX = (0.55, 0.1, 0.95, 0.9)
+
+
+def _quiet(stage: str, message: str) -> None:
+    pass
+
+
+class Models:
+    """One set of fakes wired into a registry, plus the settings naming them."""
+
+    def __init__(self, captions: list[str], segmenter: BoxSegmenter | None = None) -> None:
+        self.captioner = ScriptedCaptioner(captions)
+        self.tagger = ScriptedTagger([("dog", 0.1)])
+        self.grounder = BoxGrounder({"dog": (DOG_BOX, 0.8), "man": (MAN_BOX, 0.6)})
+        self.segmenter = segmenter or BoxSegmenter()
+        self.registry = ModelRegistry("cpu")
+        for fake in (self.captioner, self.tagger, self.grounder, self.segmenter):
+            self.registry.install(fake.spec, fake)
+        self.settings = PipelineSettings(
+            profile="test",
+            captioner=self.captioner.spec,
+            tagger=self.tagger.spec,
+            grounder=self.grounder.spec,
+            segmenter=self.segmenter.spec,
+        )
+
+    def run(self, run_dir: Path, clip: Path, resume: bool = False) -> dict:
+        source = VideoSource(kind="video", path=str(clip))
+        return run_graph(
+            run_dir,
+            self.settings,
+            source,
+            registry=self.registry,
+            translator=LexiconTranslator(min_tag_score=0.3),
+            progress=_quiet,
+            resume=resume,
+        )
+
+
+CAPTIONS = [
+    "a dog is barking",
+    "a dog barks loudly",
+    "a man is speaking",
+    "a man is speaking while a dog barks",
+    "wind noise",
+]
+
+
+def test_right_masks_land_in_right_files(tmp_path: Path) -> None:
+    clip = write_test_clip(tmp_path / "park.mp4", seconds=5.0, fps=25.0, size=(80, 60))
+    models = Models(CAPTIONS)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    state = models.run(run_dir, clip)
+
+    assert state["phrases"] == [["dog"], ["dog"], ["man"], ["man", "dog"], []]
+    expected = [
+        box_mask(60, 80, DOG_BOX),
+        box_mask(60, 80, DOG_BOX),
+        box_mask(60, 80, MAN_BOX),
+        box_mask(60, 80, MAN_BOX) | box_mask(60, 80, DOG_BOX),
+        np.zeros((60, 80), bool),
+    ]
+    for k, want in enumerate(expected, start=1):
+        got = read_mask_png(run_dir / "masks" / f"park_{k}.png")
+        assert got.shape == (60, 80)
+        np.testing.assert_array_equal(got, want, err_msg=f"frame {k}")
+    assert sorted(p.name for p in (run_dir / "masks").iterdir()) == [f"park_{k}.png" for k in range(1, 6)]
+
+    # The captioner heard one window per frame: the second that ends at the frame (16 kHz).
+    assert models.captioner.calls == [(5, 16000, list(models.settings.queries))]
+    # Frames with no phrase are not sent to the grounder.
+    assert sum(len(batch) for _, batch in models.grounder.calls) == 4
+
+    result = read_json(run_dir / "result.json")
+    assert [f["mask_file"] for f in result["frames"]] == [f"masks/park_{k}.png" for k in range(1, 6)]
+    assert [f["phrases"] for f in result["frames"]] == state["phrases"]
+    assert result["frames"][3]["objects"][0]["phrase"] == "man"
+    assert result["frames"][3]["union_area"] == int(expected[3].sum())
+    timestamps = [f["timestamp_s"] for f in result["frames"]]
+    assert timestamps == pytest.approx([23 / 25, 48 / 25, 73 / 25, 98 / 25, 123 / 25], abs=1e-3)
+    assert set(result["timings_s"]) == {"load", "describe_audio", "translate", "ground", "segment", "emit"}
+    assert result["clip"]["width"] == 80 and result["audio"]["audible"] is True
+    assert any("built-in" in w for w in result["warnings"])
+
+    kinds = [(r["kind"], r["name"]) for r in read_trace(run_dir / "trace.jsonl")]
+    assert kinds[0] == ("run_start", "pipeline") and kinds[-1] == ("run_end", "pipeline")
+    nodes = [name for kind, name in kinds if kind == "node"]
+    assert nodes == ["load", "describe_audio", "translate", "ground", "segment", "emit"]
+
+    with av.open(str(run_dir / "overlay.mp4")) as container:
+        assert len(container.streams.video) == 1 and len(container.streams.audio) == 1
+
+
+def test_silent_clip_gives_empty_masks_and_a_warning(tmp_path: Path) -> None:
+    clip = write_test_clip(tmp_path / "quiet.mp4", seconds=3.0, size=(64, 48), silent=True)
+    models = Models(CAPTIONS)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    state = models.run(run_dir, clip)
+    assert state["phrases"] == [[], [], []]
+    assert models.captioner.calls == []
+    assert any("silent" in w for w in state["warnings"])
+    for k in range(1, 4):
+        assert not read_mask_png(run_dir / "masks" / f"quiet_{k}.png").any()
+
+
+def test_clip_without_audio_stream_is_valid(tmp_path: Path) -> None:
+    clip = write_test_clip(tmp_path / "mute.mp4", seconds=2.0, size=(64, 48), audio=False)
+    models = Models(CAPTIONS)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    state = models.run(run_dir, clip)
+    assert state["phrases"] == [[], []]
+    assert any("no audio stream" in w for w in state["warnings"])
+    with av.open(str(run_dir / "overlay.mp4")) as container:
+        assert len(container.streams.video) == 1 and len(container.streams.audio) == 0
+
+
+class CrashingSegmenter(BoxSegmenter):
+    """Fails on its first call, like a process killed in the middle of segmentation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.crashed = False
+
+    def segment(self, image, boxes):
+        if not self.crashed:
+            self.crashed = True
+            raise RuntimeError("simulated crash")
+        return super().segment(image, boxes)
+
+
+def test_interrupted_run_resumes_without_redoing_finished_stages(tmp_path: Path) -> None:
+    clip = write_test_clip(tmp_path / "park.mp4", seconds=3.0, size=(64, 48))
+    models = Models(CAPTIONS, segmenter=CrashingSegmenter())
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        models.run(run_dir, clip)
+    assert not (run_dir / "result.json").exists()
+    assert not (run_dir / "masks").exists()
+
+    settings, source = load_run(run_dir)
+    assert settings == models.settings and source["path"] == str(clip)
+    state = models.run(run_dir, clip, resume=True)
+    assert len(models.captioner.calls) == 1  # describe_audio ran once, before the crash
+    assert len(models.grounder.calls) == 1
+    assert state["phrases"] == [["dog"], ["dog"], ["man"]]
+    assert (run_dir / "result.json").exists()
+    nodes = [r["name"] for r in read_trace(run_dir / "trace.jsonl") if r["kind"] == "node" and "error" not in r]
+    assert nodes.count("describe_audio") == 1 and nodes.count("segment") == 1

@@ -1,0 +1,131 @@
+"""Loads each model once per process, picks the device once, and turns missing weights into one clear line."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tools.errors import InputError, ModelUnavailableError
+from tools.models.base import DType, ModelSpec
+
+# (role, family) -> "module:function" building the adapter from (spec, device); imported only when first used.
+LOADERS: dict[tuple[str, str], str] = {
+    ("captioner", "qwen2_audio"): "tools.models.captioners:load_qwen2_audio",
+    ("captioner", "audio_flamingo3"): "tools.models.captioners:load_audio_flamingo3",
+    ("captioner", "qwen2_5_omni"): "tools.models.captioners:load_qwen2_5_omni",
+    ("tagger", "clap"): "tools.models.taggers:load_clap",
+    ("tagger", "ast"): "tools.models.taggers:load_ast",
+    ("grounder", "grounding_dino"): "tools.models.grounding_dino:load_grounding_dino",
+    ("segmenter", "sam2"): "tools.models.sam2:load_sam2",
+}
+
+HUB_PROBE_TIMEOUT_S = 10.0
+
+
+def pick_device(requested: str | None = None) -> str:
+    """The device for this process: the requested one if usable, else cuda, then mps, then cpu."""
+    if requested:
+        kind = requested.split(":")[0]
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise InputError(f"--device {requested}: CUDA is not available on this machine")
+        if kind == "mps" and not torch.backends.mps.is_available():
+            raise InputError(f"--device {requested}: MPS is not available on this machine")
+        if kind not in {"cuda", "mps", "cpu"}:
+            raise InputError(f"--device {requested}: expected cpu, cuda, cuda:N or mps")
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def torch_dtype(dtype: DType, device: str, auto_accelerated: torch.dtype = torch.float32) -> torch.dtype:
+    """The torch dtype for a spec: explicit names as given; `auto` is float32 on CPU and `auto_accelerated`
+    (the role's choice, e.g. bfloat16 for large language models) on GPUs."""
+    if dtype != "auto":
+        return getattr(torch, dtype)
+    return torch.float32 if device == "cpu" else auto_accelerated
+
+
+def ensure_weights_available(spec: ModelSpec) -> None:
+    """Fail fast, in under HUB_PROBE_TIMEOUT_S, when a real model's weights cannot be had.
+
+    from_pretrained retries unreachable hubs for tens of seconds; one cache lookup and one bounded metadata
+    request answer the same question at once.
+    """
+    if spec.face != "real" or Path(spec.model_id).is_dir():
+        return
+    if Path(spec.model_id).expanduser().is_absolute() or spec.model_id.startswith("."):
+        raise ModelUnavailableError(f"{spec.role} model path '{spec.model_id}' does not exist")
+    from huggingface_hub import HfApi, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(spec.model_id, "config.json", revision=spec.revision)
+    if isinstance(cached, str):
+        return
+    how = (
+        f"download it where the hub is reachable (`hf download {spec.model_id}`) into HF_HOME "
+        f"(now {os.environ.get('HF_HOME', '~/.cache/huggingface')}), or pass a local folder "
+        f"with --{spec.role} PATH"
+    )
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
+        raise ModelUnavailableError(
+            f"{spec.role} model '{spec.model_id}' is not in the cache and HF_HUB_OFFLINE is set: {how}"
+        )
+    try:
+        HfApi().model_info(spec.model_id, revision=spec.revision, timeout=HUB_PROBE_TIMEOUT_S)
+    except Exception as err:
+        raise ModelUnavailableError(
+            f"{spec.role} model '{spec.model_id}' is not cached and the hub cannot be reached "
+            f"({type(err).__name__}): {how}"
+        ) from err
+
+
+def load_pretrained(loader: Callable[..., Any], spec: ModelSpec, **kwargs: Any) -> Any:
+    """Call a `from_pretrained` for a real spec, turning hub and file errors into ModelUnavailableError."""
+    ensure_weights_available(spec)
+    try:
+        return loader(spec.model_id, revision=spec.revision, **kwargs)
+    except OSError as err:
+        raise ModelUnavailableError(
+            f"{spec.role} model '{spec.model_id}' could not be loaded: {str(err).splitlines()[0]}"
+        ) from err
+
+
+class ModelRegistry:
+    """Lazily built adapters keyed by (role, family, model id, face, revision, dtype) on one device."""
+
+    def __init__(self, device: str | None = None) -> None:
+        self.device = pick_device(device)
+        self._adapters: dict[tuple, Any] = {}
+        self.load_seconds: dict[str, float] = {}
+        """Seconds each adapter took to build, by role (built ones only, not installed ones)."""
+
+    def get(self, spec: ModelSpec) -> Any:
+        """The adapter for `spec`, built on first use and reused afterwards."""
+        key = (spec.role, spec.family, spec.model_id, spec.face, spec.revision, spec.dtype)
+        if key not in self._adapters:
+            self._adapters[key] = self._build(spec)
+        return self._adapters[key]
+
+    def install(self, spec: ModelSpec, adapter: Any) -> None:
+        """Put a ready adapter (a scripted fake, a preloaded model) in place of building `spec`."""
+        self._adapters[(spec.role, spec.family, spec.model_id, spec.face, spec.revision, spec.dtype)] = adapter
+
+    def _build(self, spec: ModelSpec) -> Any:
+        target = LOADERS.get((spec.role, spec.family))
+        if target is None:
+            known = sorted(f for r, f in LOADERS if r == spec.role)
+            raise InputError(f"unknown {spec.role} family '{spec.family}'; known: {', '.join(known)}")
+        module_name, func_name = target.split(":")
+        loader = getattr(importlib.import_module(module_name), func_name)
+        start = time.perf_counter()
+        adapter = loader(spec, self.device)
+        self.load_seconds[spec.role] = round(time.perf_counter() - start, 3)
+        return adapter
