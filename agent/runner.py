@@ -18,6 +18,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from graphs.context import PipelineSettings, RunContext
 from graphs.pipeline import FramesSource, VideoSource, build_pipeline
+from tools.cache import DiskCache
 from tools.errors import InputError
 from tools.models.registry import ModelRegistry, ensure_weights_available
 from tools.runfiles import read_json, write_json_atomic
@@ -69,6 +70,7 @@ def run_graph(
     *,
     registry: ModelRegistry | None = None,
     translator: Translator | None = None,
+    cache: DiskCache | None = None,
     progress: Progress | None = None,
     resume: bool = False,
 ) -> dict[str, Any]:
@@ -87,6 +89,7 @@ def run_graph(
         translator=translator or (build_translator(settings) if settings.oracle_phrases is None else None),
         run_dir=run_dir,
         tracer=tracer,
+        cache=cache,
         **({"progress": progress} if progress else {}),
     )
     tracer.emit(

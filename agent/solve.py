@@ -16,6 +16,7 @@ from agent.profiles import PROFILE_NAMES, base_profile, parse_model_arg, resolve
 from agent.runner import load_run, new_run_dir, run_graph
 from graphs.context import PipelineSettings
 from graphs.pipeline import VideoSource
+from tools.cache import DiskCache, default_cache_dir
 from tools.errors import InputError, OpenAVSError
 from tools.media import probe_clip
 from tools.sampling import parse_frame_strategy
@@ -53,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--box-threshold", type=float, help="GroundingDINO box threshold (paper: 0.25)")
     parser.add_argument("--text-threshold", type=float, help="GroundingDINO text threshold (default 0.25)")
     parser.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
+    parser.add_argument("--cache-dir", help="cache of captions and LLM answers (default ~/.cache/openavs-agent)")
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     return parser
 
 
@@ -126,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             resume = False
         if not settings.meaningful:
             print("note: some models have random weights; the masks are meaningless", file=sys.stderr)
-        state = run_graph(run_dir, settings, source, resume=resume)
+        cache = None if args.no_cache else DiskCache(args.cache_dir or default_cache_dir())
+        state = run_graph(run_dir, settings, source, cache=cache, resume=resume)
     except OpenAVSError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

@@ -46,7 +46,10 @@ def clicks() -> np.ndarray:
     return audio
 
 
-def main(out: Path = Path(__file__).with_name("metronome.mp4")) -> None:
+OUT = Path(__file__).with_name("metronome.mp4")
+
+
+def main(out: Path = OUT) -> None:
     with av.open(str(out), "w") as container:
         video = container.add_stream("libx264", rate=FPS, options={"crf": "28"})
         video.width, video.height, video.pix_fmt = SIZE[0], SIZE[1], "yuv420p"

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools.cache import DiskCache
 from tools.models.base import ModelSpec
 from tools.models.registry import ModelRegistry
 from tools.tracing import TraceWriter
@@ -88,4 +89,5 @@ class RunContext:
     translator: Translator | None
     run_dir: Path
     tracer: TraceWriter
+    cache: DiskCache | None = None
     progress: Callable[[str, str], None] = field(default=_print_progress)

@@ -21,7 +21,9 @@ from langgraph.runtime import Runtime
 
 from graphs.context import RunContext
 from graphs.result import build_result
+from prompts.translate import PROMPT_VERSION
 from tools.audio import describe_audio, tag_audio
+from tools.cache import DiskCache, array_digest
 from tools.datamodel import Detections, FrameMasks
 from tools.frames import FrameRef, extract_frames, frame_refs_from_files
 from tools.grounding import ground_frames
@@ -31,7 +33,7 @@ from tools.outputs import write_masks_folder, write_overlay
 from tools.runfiles import read_json, write_json_atomic
 from tools.sampling import parse_frame_strategy, select_timestamps
 from tools.segmentation import segment_frames
-from tools.translate import CallRecord, TranslationFailedError
+from tools.translate import CallRecord, Translation, TranslationFailedError
 from tools.vocabulary import TAG_VOCABULARY
 
 
@@ -110,6 +112,7 @@ def load(state: PipelineState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
     settings = ctx.settings
     work = ctx.run_dir / "work"
+    work.mkdir(parents=True, exist_ok=True)  # a frames source extracts nothing, so nothing else creates it
     warnings: list[str] = []
     with _stage(ctx, "load") as stage:
         summary = stage.summary
@@ -170,18 +173,32 @@ def describe(state: PipelineState, runtime: Runtime[RunContext]) -> dict[str, An
         captioner, tagger = _audio_models(ctx)
         if state["audio"]["audible"] and captioner is not None:
             samples = np.load(state["audio"]["files"][str(captioner.sampling_rate)])
+            key = DiskCache.key(
+                model=settings.captioner.model_dump(mode="json"),
+                queries=settings.queries,
+                max_new_tokens=settings.caption_max_new_tokens,
+                window=(settings.audio_window_s, settings.audio_anchor),
+                timestamps=timestamps,
+                audio=array_digest(samples),
+            )
+            cached = ctx.cache.get("captions", key) if ctx.cache else None
             with ctx.tracer.span("model_call", "captioner", model=settings.captioner.model_id) as call:
-                captions, caption_usage = describe_audio(
-                    captioner,
-                    samples,
-                    timestamps,
-                    settings.queries,
-                    settings.audio_window_s,
-                    settings.audio_anchor,
-                    settings.caption_max_new_tokens,
-                )
-                call.update(queries=list(settings.queries), captions=captions, **caption_usage.__dict__)
-            usage = {**caption_usage.__dict__, "calls": 1}
+                if cached is None:
+                    captions, caption_usage = describe_audio(
+                        captioner,
+                        samples,
+                        timestamps,
+                        settings.queries,
+                        settings.audio_window_s,
+                        settings.audio_anchor,
+                        settings.caption_max_new_tokens,
+                    )
+                    usage = {**caption_usage.__dict__, "calls": 1}
+                    if ctx.cache:
+                        ctx.cache.put("captions", key, {"captions": captions, "usage": usage})
+                else:
+                    captions, usage = cached["captions"], {"input_tokens": 0, "output_tokens": 0, "calls": 0}
+                call.update(queries=list(settings.queries), captions=captions, cached=cached is not None, **usage)
         if state["audio"]["audible"] and tagger is not None:
             samples = np.load(state["audio"]["files"][str(tagger.sampling_rate)])
             with ctx.tracer.span("model_call", "tagger", model=settings.tagger.model_id) as call:
@@ -222,12 +239,7 @@ def translate(state: PipelineState, runtime: Runtime[RunContext]) -> dict[str, A
             phrases = [[] for _ in range(n)]
             info = {"name": "skipped", "reason": "nothing audible"}
         else:
-            try:
-                translation = ctx.translator.translate(state["captions"], state["tags"] or None)
-            except TranslationFailedError as err:
-                _trace_llm_calls(ctx, err.calls)
-                raise
-            usage = _trace_llm_calls(ctx, translation.calls)
+            translation, usage = _translate(ctx, state["captions"], state["tags"] or None)
             phrases = translation.phrases
             warnings.extend(translation.warnings)
             info = {
@@ -245,6 +257,34 @@ def translate(state: PipelineState, runtime: Runtime[RunContext]) -> dict[str, A
         "timings_s": {"translate": stage.seconds},
         "usage": {"translator": usage},
     }
+
+
+def _translate(
+    ctx: RunContext, captions: list[list[str]], tags: list[list[tuple[str, float]]] | None
+) -> tuple[Translation, dict[str, int]]:
+    """Translate through the cache when the translator is an LLM (the built-in lexicon is cheaper than a lookup)."""
+    settings = ctx.settings
+    use_cache = ctx.cache is not None and settings.translator == "llm"
+    key = DiskCache.key(
+        llm=settings.llm.model_dump(mode="json") if settings.llm else None,
+        translator=ctx.translator.name,
+        variant=settings.translate_variant,
+        prompt=PROMPT_VERSION,
+        captions=captions,
+        tags=tags,
+    )
+    cached = ctx.cache.get("translations", key) if use_cache else None
+    if cached is not None:
+        ctx.tracer.emit("cache_hit", "translator", key=key)
+        return Translation.model_validate(cached), {"input_tokens": 0, "output_tokens": 0, "calls": 0}
+    try:
+        translation = ctx.translator.translate(captions, tags)
+    except TranslationFailedError as err:
+        _trace_llm_calls(ctx, err.calls)
+        raise
+    if use_cache:
+        ctx.cache.put("translations", key, translation.model_dump(mode="json"))
+    return translation, _trace_llm_calls(ctx, translation.calls)
 
 
 def _trace_llm_calls(ctx: RunContext, calls: list[CallRecord]) -> dict[str, int]:
