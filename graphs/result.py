@@ -10,7 +10,9 @@ import transformers
 
 from graphs.context import RunContext
 from tools.datamodel import FrameMasks
-from tools.outputs import mask_file_name
+from tools.frames import FrameRef
+from tools.outputs import mask_file_name, write_masks_folder, write_overlay
+from tools.runfiles import write_json_atomic
 
 RESULT_VERSION = 1
 
@@ -25,7 +27,9 @@ def model_provenance(ctx: RunContext) -> list[dict[str, Any]]:
     return rows
 
 
-def build_result(ctx: RunContext, state: dict[str, Any], masks: list[FrameMasks], outputs: dict[str, str]) -> dict:
+def build_result(
+    ctx: RunContext, state: dict[str, Any], masks: list[FrameMasks], outputs: dict[str, str], extra: dict | None = None
+) -> dict:
     """The result.json document for a finished run."""
     stem = state["clip"]["name"]
     frames = []
@@ -63,9 +67,37 @@ def build_result(ctx: RunContext, state: dict[str, Any], masks: list[FrameMasks]
         },
         "warnings": state.get("warnings", []),
         "outputs": outputs,
+        **(extra or {}),
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
             "transformers": transformers.__version__,
         },
     }
+
+
+def write_outputs(
+    ctx: RunContext, state: dict[str, Any], masks: list[FrameMasks], stage: Any, extra: dict | None = None
+) -> dict[str, str]:
+    """Write masks/, overlay.mp4 and, last, result.json (whose presence marks a complete run); returns their paths.
+
+    `stage` is the running emit stage (its clock times the emit itself); `extra` adds graph-specific fields.
+    """
+    frames = [FrameRef(**f) for f in state["frames"]]
+    mask_files = write_masks_folder(ctx.run_dir / "masks", state["clip"]["name"], masks)
+    outputs = {"masks": str(ctx.run_dir / "masks"), "result": str(ctx.run_dir / "result.json")}
+    if ctx.settings.write_overlay:
+        source = state["source"]
+        audio_source = source["path"] if source["kind"] == "video" else source["audio_path"]
+        if not state["clip"].get("has_audio", audio_source is not None):
+            audio_source = None
+        duration = state["clip"].get("duration_s") or frames[-1].timestamp_s + ctx.settings.audio_window_s
+        write_overlay(ctx.run_dir / "overlay.mp4", frames, masks, duration, audio_source)
+        outputs["overlay"] = str(ctx.run_dir / "overlay.mp4")
+    outputs["trace"] = str(ctx.tracer.path) if ctx.tracer.path else ""
+    timings = {**state.get("timings_s", {}), "emit": stage.elapsed_s()}
+    result = build_result(ctx, {**state, "timings_s": timings}, masks, outputs, extra)
+    write_json_atomic(ctx.run_dir / "result.json", result)
+    overlay_note = ", overlay.mp4" if "overlay" in outputs else ""
+    ctx.progress("emit", f"{len(mask_files)} masks, result.json{overlay_note}")
+    return outputs

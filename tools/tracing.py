@@ -1,8 +1,20 @@
 """The run's trace: one JSON record per event, appended to trace.jsonl as it happens.
 
-Every record has `ts` (Unix seconds), `kind` (run_start, node, llm_call, tool_call, model_call, warning, error,
-run_end), `name` and `ms` (duration, 0 for instants), plus the event's own fields. Records are flushed one line at a
-time so a crashed run still has the trace up to the crash.
+Every record has `ts` (Unix seconds), `kind`, `name` and `ms` (duration, 0 for instants), `round` where the run
+has refinement rounds, plus the event's own fields. Records are flushed one line at a time so a crashed run still
+has the trace up to the crash. The kinds and their fields:
+
+- run_start: source, profile, device, meaningful (False when any model has random weights), resume
+- model_load: model, face, device (name = role)
+- node: seconds and the node's summary fields (name = graph node)
+- model_call: model, its inputs and outputs in brief, tokens (name = role: captioner, tagger)
+- llm_call: messages [{role, content}], response, tool_calls [{name, args}], model, input_tokens, output_tokens,
+  attempt, error (name = planner, translator or critic)
+- tool_call: arguments, result (a small summary), images (run-folder-relative paths of frames/overlays shown), error
+- critique: verdict {ok, score, problems, suggestion, source}, findings (deterministic checks), images
+- decision: action, reason (what the planner chose next and why)
+- cache_hit, warning, error: key / message
+- run_end: status (ok, failed, budget_exhausted), best_round, flagged
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ LOADERS: dict[tuple[str, str], str] = {
     ("tagger", "ast"): "tools.models.taggers:load_ast",
     ("grounder", "grounding_dino"): "tools.models.grounding_dino:load_grounding_dino",
     ("segmenter", "sam2"): "tools.models.sam2:load_sam2",
+    ("critic", "qwen2_5_vl"): "tools.models.critics:load_qwen2_5_vl",
 }
 
 HUB_PROBE_TIMEOUT_S = 10.0
@@ -106,13 +108,15 @@ class ModelRegistry:
         self._adapters: dict[tuple, Any] = {}
         self.load_seconds: dict[str, float] = {}
         """Seconds each adapter took to build, by role (built ones only, not installed ones)."""
+        self._lock = threading.Lock()  # worker threads share one registry: each model is built exactly once
 
     def get(self, spec: ModelSpec) -> Any:
         """The adapter for `spec`, built on first use and reused afterwards."""
         key = (spec.role, spec.family, spec.model_id, spec.face, spec.revision, spec.dtype)
-        if key not in self._adapters:
-            self._adapters[key] = self._build(spec)
-        return self._adapters[key]
+        with self._lock:
+            if key not in self._adapters:
+                self._adapters[key] = self._build(spec)
+            return self._adapters[key]
 
     def install(self, spec: ModelSpec, adapter: Any) -> None:
         """Put a ready adapter (a scripted fake, a preloaded model) in place of building `spec`."""
