@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from graphs.context import PAPER_QUERIES, LLMSettings, PipelineSettings
+from graphs.context import PAPER_QUERIES, AgentSettings, LLMSettings, PipelineSettings
 from tools.errors import InputError
 from tools.models.base import ModelSpec, Role
 from tools.models.registry import LOADERS
@@ -33,6 +33,8 @@ KNOWN_MODELS: dict[str, tuple[Role, str]] = {
     "facebook/sam2.1-hiera-small": ("segmenter", "sam2"),
     "facebook/sam2.1-hiera-base-plus": ("segmenter", "sam2"),
     "facebook/sam2.1-hiera-large": ("segmenter", "sam2"),
+    "Qwen/Qwen2.5-VL-3B-Instruct": ("critic", "qwen2_5_vl"),
+    "Qwen/Qwen2.5-VL-7B-Instruct": ("critic", "qwen2_5_vl"),
 }
 
 # config.json model_type -> adapter family, for models given as local folders.
@@ -45,6 +47,7 @@ MODEL_TYPE_FAMILY = {
     "audio-spectrogram-transformer": "ast",
     "grounding-dino": "grounding_dino",
     "sam2": "sam2",
+    "qwen2_5_vl": "qwen2_5_vl",
 }
 
 PROFILE_NAMES = ("paper", "default", "tiny")
@@ -104,11 +107,28 @@ def base_profile(name: str) -> PipelineSettings:
     raise InputError(f"unknown profile '{name}'; choose one of: {', '.join(PROFILE_NAMES)}")
 
 
+def agent_profile(name: str) -> AgentSettings:
+    """A profile's settings for the agent graph: the pipeline's models plus a planner and a critic.
+
+    The critic is a VLM where the profile can afford one (default: Qwen2.5-VL-3B; tiny: its tiny face); the paper
+    profile keeps the deterministic checks only, so it stays the paper's models. The planner is the LLM when
+    one is configured, else the built-in policy.
+    """
+    base = base_profile(name)
+    critic = {
+        "paper": None,
+        "default": _real("critic", "Qwen/Qwen2.5-VL-3B-Instruct"),
+        "tiny": _tiny("critic", "qwen2_5_vl"),
+    }[name]
+    planner = "llm" if base.llm is not None else "builtin"
+    return AgentSettings(**base.model_dump(), critic=critic, planner=planner)
+
+
 def parse_model_arg(role: Role, value: str, face: str = "real") -> ModelSpec | None:
     """A model given on the command line: `none`, a known hub id, `FAMILY:ID_OR_PATH`, or a local folder whose
     config.json names its architecture. `face` is `tiny` when the id is `tiny`."""
     if value.lower() == "none":
-        if role in {"captioner", "tagger"}:
+        if role in {"captioner", "tagger", "critic"}:
             return None
         raise InputError(f"--{role} cannot be none: the pipeline needs a {role}")
     families = sorted(f for r, f in LOADERS if r == role)
@@ -144,7 +164,9 @@ def _family_from_folder(role: Role, folder: Path) -> str:
 def with_random_weights(settings: PipelineSettings) -> PipelineSettings:
     """Every real model replaced by its real-size architecture with random weights (cost measurements)."""
     updates: dict[str, Any] = {}
-    for role in ("captioner", "tagger", "grounder", "segmenter"):
+    for role in ("captioner", "tagger", "grounder", "segmenter", "critic"):
+        if not hasattr(settings, role):
+            continue
         spec: ModelSpec | None = getattr(settings, role)
         if spec is not None and spec.face == "real":
             updates[role] = spec.model_copy(update={"face": "random"})
@@ -153,8 +175,9 @@ def with_random_weights(settings: PipelineSettings) -> PipelineSettings:
 
 def resolve_llm(settings: PipelineSettings, model: str | None, base_url: str | None) -> PipelineSettings:
     """Apply `--llm` / `--llm-base-url`; an explicit model switches translation to the LLM."""
+    needs_llm = settings.translator == "llm" or getattr(settings, "planner", "builtin") == "llm"
     if model is None and base_url is None:
-        if settings.translator == "llm" and not (llm_configured() or (settings.llm and settings.llm.base_url)):
+        if needs_llm and not (llm_configured() or (settings.llm and settings.llm.base_url)):
             raise InputError(
                 f"profile '{settings.profile}' translates with an LLM: set OPENAI_API_KEY, or give --llm MODEL "
                 "with --llm-base-url URL for an OpenAI-compatible server, or use --translator lexicon"
@@ -162,4 +185,7 @@ def resolve_llm(settings: PipelineSettings, model: str | None, base_url: str | N
         return settings
     current = settings.llm or LLMSettings(model=model or "gpt-4o-mini")
     llm = current.model_copy(update={k: v for k, v in {"model": model, "base_url": base_url}.items() if v})
-    return settings.model_copy(update={"translator": "llm", "llm": llm})
+    updates: dict[str, Any] = {"translator": "llm", "llm": llm}
+    if isinstance(settings, AgentSettings):
+        updates["planner"] = "llm"
+    return settings.model_copy(update=updates)

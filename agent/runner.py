@@ -12,13 +12,17 @@ from collections.abc import Callable
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from graphs.context import PipelineSettings, RunContext
+from graphs.agent import build_agent
+from graphs.agent_tools import AGENT_TOOLS
+from graphs.context import AgentSettings, LLMSettings, PipelineSettings, RunContext
 from graphs.pipeline import FramesSource, VideoSource, build_pipeline
+from graphs.planners import ChatPlanner
 from tools.cache import DiskCache
+from tools.critic import Critic, OpenAIVlmCritic
 from tools.errors import InputError
 from tools.models.registry import ModelRegistry, ensure_weights_available
 from tools.runfiles import read_json, write_json_atomic
@@ -41,20 +45,43 @@ def new_run_dir(out: str | Path | None, stem: str) -> Path:
     return run_dir
 
 
+GRAPHS = {"pipeline": (build_pipeline, PipelineSettings), "agent": (build_agent, AgentSettings)}
+GraphName = Literal["pipeline", "agent"]
+
+
+def _chat_model(llm: LLMSettings) -> Any:
+    return build_chat_model(
+        llm.model,
+        base_url=llm.base_url,
+        api_key=None,
+        timeout_s=llm.timeout_s,
+        max_retries=llm.max_retries,
+        temperature=llm.temperature,
+    )
+
+
 def build_translator(settings: PipelineSettings) -> Translator:
     """The translator the settings name: an OpenAI-compatible chat model, or the built-in lexicon."""
     if settings.translator == "llm":
-        llm = settings.llm
-        chat_model = build_chat_model(
-            llm.model,
-            base_url=llm.base_url,
-            api_key=None,
-            timeout_s=llm.timeout_s,
-            max_retries=llm.max_retries,
-            temperature=llm.temperature,
-        )
-        return LLMTranslator(chat_model, variant=settings.translate_variant)
+        return LLMTranslator(_chat_model(settings.llm), variant=settings.translate_variant)
     return LexiconTranslator(min_tag_score=settings.lexicon_min_tag_score)
+
+
+def build_planner(settings: AgentSettings) -> ChatPlanner | None:
+    """The LLM planner when the settings ask for one (None: the built-in policy plans)."""
+    if settings.planner != "llm":
+        return None
+    return ChatPlanner(_chat_model(settings.llm), AGENT_TOOLS, settings.llm.model)
+
+
+def build_critic(settings: AgentSettings, registry: ModelRegistry) -> Critic:
+    """Deterministic checks, plus the VLM the settings name (a transformers model or an OpenAI-compatible one)."""
+    vlm = None
+    if settings.critic is not None:
+        vlm = registry.get(settings.critic)
+    elif settings.critic_llm is not None:
+        vlm = OpenAIVlmCritic(_chat_model(settings.critic_llm), max_images=settings.critic_max_images)
+    return Critic(vlm=vlm, max_images=settings.critic_max_images)
 
 
 def preflight(settings: PipelineSettings) -> None:
@@ -68,17 +95,25 @@ def run_graph(
     settings: PipelineSettings,
     source: VideoSource | FramesSource,
     *,
+    graph: GraphName = "pipeline",
     registry: ModelRegistry | None = None,
     translator: Translator | None = None,
+    planner: Any = None,
+    critic: Critic | None = None,
     cache: DiskCache | None = None,
     progress: Progress | None = None,
     resume: bool = False,
 ) -> dict[str, Any]:
-    """Run (or resume) the pipeline graph in `run_dir` and return its final state."""
+    """Run (or resume) the named graph in `run_dir` and return its final state.
+
+    registry, translator, planner and critic default to what the settings name; tests pass fakes.
+    """
+    build, settings_class = GRAPHS[graph]
+    settings = settings_class.model_validate(settings.model_dump(include=set(settings_class.model_fields)))
     if not resume:
         write_json_atomic(
             run_dir / "run.json",
-            {"graph": "pipeline", "settings": settings.model_dump(mode="json"), "source": dict(source)},
+            {"graph": graph, "settings": settings.model_dump(mode="json"), "source": dict(source)},
         )
     preflight(settings)
     tracer = TraceWriter(run_dir / "trace.jsonl")
@@ -92,9 +127,12 @@ def run_graph(
         cache=cache,
         **({"progress": progress} if progress else {}),
     )
+    if graph == "agent":
+        context.planner = planner or build_planner(settings)
+        context.critic = critic or build_critic(settings, registry)
     tracer.emit(
         "run_start",
-        "pipeline",
+        graph,
         resume=resume,
         source=dict(source),
         profile=settings.profile,
@@ -106,22 +144,33 @@ def run_graph(
             registry.get(spec)
     context.progress("models", f"ready on {registry.device}: {_model_line(registry)}")
     start = time.perf_counter()
-    config = {"configurable": {"thread_id": THREAD_ID}, "recursion_limit": RECURSION_LIMIT}
+    limit = settings.recursion_limit if isinstance(settings, AgentSettings) else RECURSION_LIMIT
+    config = {"configurable": {"thread_id": THREAD_ID}, "recursion_limit": limit}
     with closing(sqlite3.connect(run_dir / "checkpoints.sqlite", check_same_thread=False)) as conn:
-        graph = build_pipeline().compile(checkpointer=SqliteSaver(conn))
-        saved = graph.get_state(config)
+        compiled = build().compile(checkpointer=SqliteSaver(conn))
+        saved = compiled.get_state(config)
         # Resuming a run that stopped before its first checkpoint starts it over; a finished one is returned as is.
         graph_input = None if resume and saved.values else {"source": source}
-        if resume and saved.values and not saved.next:
-            tracer.emit("run_end", "pipeline", 0.0, status="ok", note="already complete")
+        if resume and saved.values and not saved.next and (run_dir / "result.json").is_file():
+            tracer.emit("run_end", graph, 0.0, status="ok", note="already complete")
             return saved.values
         try:
-            state = graph.invoke(graph_input, config, context=context)
+            # "sync": each step's checkpoint is on disk before the next step starts, so a killed run never
+            # resumes past work that was not saved (the default writes checkpoints in the background).
+            state = compiled.invoke(graph_input, config, context=context, durability="sync")
         except BaseException as err:
-            tracer.emit("error", "pipeline", error=f"{type(err).__name__}: {err}".splitlines()[0])
-            tracer.emit("run_end", "pipeline", (time.perf_counter() - start) * 1000, status="failed")
+            tracer.emit("error", graph, error=f"{type(err).__name__}: {err}".splitlines()[0])
+            tracer.emit("run_end", graph, (time.perf_counter() - start) * 1000, status="failed")
             raise
-    tracer.emit("run_end", "pipeline", (time.perf_counter() - start) * 1000, status="ok")
+    final = state.get("final", {})
+    tracer.emit(
+        "run_end",
+        graph,
+        (time.perf_counter() - start) * 1000,
+        status=final.get("status", "ok"),
+        best_round=final.get("best_round"),
+        flagged=final.get("flagged"),
+    )
     return state
 
 
@@ -129,11 +178,12 @@ def _model_line(registry: ModelRegistry) -> str:
     return ", ".join(f"{role} {seconds:.1f} s" for role, seconds in registry.load_seconds.items()) or "preloaded"
 
 
-def load_run(run_dir: Path) -> tuple[PipelineSettings, VideoSource | FramesSource]:
-    """Settings and source of an earlier run, for --resume."""
+def load_run(run_dir: Path) -> tuple[GraphName, PipelineSettings, VideoSource | FramesSource]:
+    """Graph name, settings and source of an earlier run, for --resume."""
     if not (run_dir / "run.json").is_file():
         raise InputError(f"--resume {run_dir}: no run.json there, so it is not a run folder")
     if not (run_dir / "checkpoints.sqlite").is_file():
         raise InputError(f"--resume {run_dir}: no checkpoints.sqlite there, so there is nothing to resume")
     saved = read_json(run_dir / "run.json")
-    return PipelineSettings.model_validate(saved["settings"]), saved["source"]
+    graph = saved.get("graph", "pipeline")
+    return graph, GRAPHS[graph][1].model_validate(saved["settings"]), saved["source"]

@@ -12,9 +12,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from agent.profiles import PROFILE_NAMES, base_profile, parse_model_arg, resolve_llm, with_random_weights
+from agent.profiles import (
+    PROFILE_NAMES,
+    agent_profile,
+    base_profile,
+    parse_model_arg,
+    resolve_llm,
+    with_random_weights,
+)
 from agent.runner import load_run, new_run_dir, run_graph
-from graphs.context import PipelineSettings
+from graphs.context import LLMSettings, PipelineSettings
 from graphs.pipeline import VideoSource
 from tools.cache import DiskCache, default_cache_dir
 from tools.errors import InputError, OpenAVSError
@@ -33,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", default="default", choices=PROFILE_NAMES, help="model set (default: default)")
     parser.add_argument("--out", help="run folder to create (default: runs/<clip>-<date-time>)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR")
-    parser.add_argument("--graph", default="pipeline", choices=["pipeline"], help="the paper's fixed pipeline")
+    parser.add_argument("--graph", default="agent", choices=["agent", "pipeline"], help="agent (default): planner, "
+                        "critique and refinement; pipeline: the paper's fixed pipeline")  # fmt: skip
     parser.add_argument("--frames", help="avsbench (default) | uniform:N | fps:F")
     parser.add_argument("--max-frames", type=int, help="at most this many frames (default 64)")
     parser.add_argument("--device", help="cpu | cuda | cuda:N | mps (default: cuda, then mps, then cpu)")
@@ -54,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--box-threshold", type=float, help="GroundingDINO box threshold (paper: 0.25)")
     parser.add_argument("--text-threshold", type=float, help="GroundingDINO text threshold (default 0.25)")
     parser.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
+    parser.add_argument("--planner", choices=["builtin", "llm"], help="agent planner (default: the LLM if configured)")
+    parser.add_argument("--critic", help="agent critic VLM: hub id, folder, FAMILY:ID, or none (checks only)")
+    parser.add_argument("--critic-llm", help="an OpenAI-compatible vision model as the critic (uses --llm-base-url)")
+    parser.add_argument("--max-rounds", type=int, help="agent: ground-segment-critique rounds (default 3)")
+    parser.add_argument("--max-tool-calls", type=int, help="agent: tool calls (default 40)")
+    parser.add_argument("--deadline", type=float, help="agent: wall-clock budget in seconds (default 1800)")
     parser.add_argument("--cache-dir", help="cache of captions and LLM answers (default ~/.cache/openavs-agent)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     return parser
@@ -61,12 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> PipelineSettings:
     """The profile, refined by every option the user gave."""
-    settings = base_profile(args.profile)
+    agent = args.graph == "agent"
+    settings = agent_profile(args.profile) if agent else base_profile(args.profile)
     updates: dict = {}
-    for role in ("captioner", "tagger", "grounder", "segmenter"):
+    for role in ("captioner", "tagger", "grounder", "segmenter", "critic"):
         value = getattr(args, role)
         if value is not None:
+            if role == "critic" and not agent:
+                raise InputError("--critic belongs to the agent graph (--graph agent)")
             updates[role] = parse_model_arg(role, value)
+    updates.update(_agent_updates(args) if agent else {})
     if args.frames is not None:
         parse_frame_strategy(args.frames)
         updates["frames"] = args.frames
@@ -99,9 +117,26 @@ def settings_from_args(args: argparse.Namespace) -> PipelineSettings:
     settings = settings.model_copy(update=updates)
     if args.weights == "random":
         settings = with_random_weights(settings)
-    if (settings.oracle_phrases is None and settings.translator == "llm") or args.llm or args.llm_base_url:
+    needs_llm = settings.oracle_phrases is None and settings.translator == "llm"
+    if needs_llm or getattr(settings, "planner", None) == "llm" or args.llm or args.llm_base_url:
         settings = resolve_llm(settings, args.llm, args.llm_base_url)
-    return PipelineSettings.model_validate(settings.model_dump())
+    return type(settings).model_validate(settings.model_dump())
+
+
+def _agent_updates(args: argparse.Namespace) -> dict:
+    updates: dict = {}
+    for name, low in (("max_rounds", 1), ("max_tool_calls", 1), ("deadline", 1)):
+        value = getattr(args, name)
+        if value is not None:
+            if value < low:
+                raise InputError(f"--{name.replace('_', '-')} must be at least {low}")
+            updates["deadline_s" if name == "deadline" else name] = value
+    if args.planner is not None:
+        updates["planner"] = args.planner
+    if args.critic_llm is not None:
+        updates["critic"] = None
+        updates["critic_llm"] = LLMSettings(model=args.critic_llm, base_url=args.llm_base_url)
+    return updates
 
 
 def _summary(state: dict, run_dir: Path) -> str:
@@ -117,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.resume:
             run_dir = Path(args.resume)
-            settings, source = load_run(run_dir)
+            graph, settings, source = load_run(run_dir)
             resume = True
         else:
             if not args.clip:
@@ -126,11 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = settings_from_args(args)
             source = VideoSource(kind="video", path=str(Path(args.clip).resolve()))
             run_dir = new_run_dir(args.out, Path(info.path).stem)
-            resume = False
+            graph, resume = args.graph, False
         if not settings.meaningful:
             print("note: some models have random weights; the masks are meaningless", file=sys.stderr)
         cache = None if args.no_cache else DiskCache(args.cache_dir or default_cache_dir())
-        state = run_graph(run_dir, settings, source, cache=cache, resume=resume)
+        state = run_graph(run_dir, settings, source, graph=graph, cache=cache, resume=resume)
     except OpenAVSError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
@@ -145,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     for warning in state.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
+    if state.get("final", {}).get("flagged"):
+        print(f"flagged: {state['final']['flagged']}", file=sys.stderr)
     print(_summary(state, run_dir))
     return 0
 

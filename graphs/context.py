@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -91,3 +92,25 @@ class RunContext:
     tracer: TraceWriter
     cache: DiskCache | None = None
     progress: Callable[[str, str], None] = field(default=_print_progress)
+    planner: Any = None
+    """Agent only: the LLM planner (graphs.planners.ChatPlanner) when settings.planner is "llm"."""
+    critic: Any = None
+    """Agent only: the critic (tools.critic.Critic) that checks masks."""
+    started_at: float = field(default_factory=time.monotonic)
+    """When this invocation started (monotonic s), for the wall-clock deadline."""
+
+
+class AgentSettings(PipelineSettings):
+    """The pipeline's settings plus the agent's: planner, critic and budgets."""
+
+    planner: Literal["builtin", "llm"] = "builtin"
+    critic: ModelSpec | None = Field(default=None, description="VLM critic through transformers; None: checks only")
+    critic_llm: LLMSettings | None = Field(default=None, description="OpenAI-compatible vision model as the critic")
+    critic_max_images: int = Field(4, ge=1, le=16)
+    max_rounds: int = Field(3, ge=1, description="ground -> segment -> critique rounds, the first included")
+    max_tool_calls: int = Field(40, ge=1)
+    deadline_s: float = Field(1800.0, gt=0, description="wall-clock budget of one invocation")
+    recursion_limit: int = Field(200, ge=10)
+
+    def model_specs(self) -> list[ModelSpec]:
+        return [*super().model_specs(), *([self.critic] if self.critic else [])]

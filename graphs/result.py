@@ -32,6 +32,7 @@ def build_result(
 ) -> dict:
     """The result.json document for a finished run."""
     stem = state["clip"]["name"]
+    captions, tags = state.get("captions"), state.get("tags")
     frames = []
     for frame, frame_masks, detections in zip(state["frames"], masks, state["detections"], strict=True):
         k = frame["index"]
@@ -40,8 +41,8 @@ def build_result(
                 "index": k,
                 "timestamp_s": round(frame["timestamp_s"], 4),
                 "mask_file": f"masks/{mask_file_name(stem, k)}",
-                "captions": state["captions"][k] if state["captions"] else [],
-                "tags": state["tags"][k] if state["tags"] else [],
+                "captions": captions[k] if captions else [],
+                "tags": tags[k] if tags else [],
                 "phrases": state["phrases"][k],
                 "detections": detections,
                 **frame_masks.to_dict(),
@@ -53,7 +54,7 @@ def build_result(
         "meaningful": ctx.settings.meaningful,
         "clip": state["clip"],
         "audio": {k: v for k, v in state["audio"].items() if k != "files"},
-        "translator": state["translator"],
+        "translator": state.get("translator"),
         "frames": frames,
         "models": model_provenance(ctx),
         "settings": ctx.settings.model_dump(mode="json"),

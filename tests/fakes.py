@@ -6,9 +6,14 @@ Each fake satisfies its Protocol in tools/models/base.py and records how it was 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
 from PIL import Image
+from pydantic import Field
 
 from tools.datamodel import Detections
 from tools.models.base import CaptionBatch, ModelSpec, Usage
@@ -97,3 +102,33 @@ def box_mask(height: int, width: int, box: tuple[float, float, float, float]) ->
     mask = np.zeros((height, width), dtype=bool)
     mask[round(y0 * height) : round(y1 * height), round(x0 * width) : round(x1 * width)] = True
     return mask
+
+
+class ScriptedChatModel(BaseChatModel):
+    """A chat model that answers with scripted AIMessages in order and records what it was shown.
+
+    langchain-core's fake chat models do not support bind_tools; this one binds by returning itself.
+    """
+
+    script: list[AIMessage]
+    seen: list[list[BaseMessage]] = Field(default_factory=list)
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedChatModel:
+        return self
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any) -> ChatResult:
+        self.seen.append(list(messages))
+        if not self.script:
+            raise RuntimeError("the scripted chat model ran out of answers")
+        return ChatResult(generations=[ChatGeneration(message=self.script.pop(0))])
+
+
+def tool_call(name: str, **args: Any) -> AIMessage:
+    """An AIMessage that calls one tool."""
+    return AIMessage(
+        content=f"calling {name}", tool_calls=[{"name": name, "args": args, "id": f"call_{name}_{id(args)}"}]
+    )

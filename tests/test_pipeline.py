@@ -162,8 +162,8 @@ def test_interrupted_run_resumes_without_redoing_finished_stages(tmp_path: Path)
     assert not (run_dir / "result.json").exists()
     assert not (run_dir / "masks").exists()
 
-    settings, source = load_run(run_dir)
-    assert settings == models.settings and source["path"] == str(clip)
+    graph, settings, source = load_run(run_dir)
+    assert graph == "pipeline" and settings == models.settings and source["path"] == str(clip)
     state = models.run(run_dir, clip, resume=True)
     assert len(models.captioner.calls) == 1  # describe_audio ran once, before the crash
     assert len(models.grounder.calls) == 1

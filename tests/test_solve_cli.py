@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from agent import solve
-from graphs.context import PipelineSettings
+from graphs.context import AgentSettings
 from tests.clipfactory import corrupt_copy, write_audio_only, write_test_clip
 from tests.fakes import BoxGrounder, BoxSegmenter, ScriptedCaptioner, ScriptedTagger
 from tools.models.registry import ModelRegistry
@@ -122,11 +122,11 @@ def test_odd_clips_give_one_mask_per_frame_at_display_size(name: str, tmp_path: 
     fakes.append(BoxSegmenter())
     for fake in fakes:
         registry.install(fake.spec, fake)
-    settings = PipelineSettings(
+    settings = AgentSettings(
         profile="fakes", captioner=fakes[0].spec, tagger=fakes[1].spec, grounder=fakes[2].spec, segmenter=fakes[3].spec
     )
     monkeypatch.setattr("agent.runner.ModelRegistry", lambda device=None: registry)
-    monkeypatch.setattr("agent.solve.base_profile", lambda profile: settings)
+    monkeypatch.setattr("agent.solve.agent_profile", lambda profile: settings)
     run = tmp_path / "run"
     assert solve.main([str(path), "--out", str(run), "--no-cache"]) == 0
     width, height = spec["size"]
@@ -145,26 +145,45 @@ def test_odd_clips_give_one_mask_per_frame_at_display_size(name: str, tmp_path: 
         assert container.streams.video[0].width >= width - 1
 
 
-def test_tiny_profile_writes_a_complete_run_folder(clip: Path, tmp_path: Path, capsys) -> None:
+def test_tiny_profile_agent_writes_a_complete_run_folder(clip: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
-    code, out, err = _run_cli([str(clip), "--profile", "tiny", "--out", str(run)], capsys)
+    code, out, err = _run_cli([str(clip), "--profile", "tiny", "--out", str(run), "--max-rounds", "2"], capsys)
     assert code == 0, err
     assert "meaningless" in err and f"run folder: {run}" in out
     result = read_json(run / "result.json")
     assert result["meaningful"] is False and len(result["frames"]) == 3
     assert {m["face"] for m in result["models"]} == {"tiny"}
-    assert set(result["timings_s"]) == {"load", "describe_audio", "translate", "ground", "segment", "emit"}
-    assert result["tokens"]["input"] > 0 and result["tokens"]["output"] > 0
+    assert {m["role"] for m in result["models"]} == {"captioner", "tagger", "grounder", "segmenter", "critic"}
+    agent = result["agent"]
+    assert agent["planner"] == "builtin" and 1 <= len(agent["rounds"]) <= 2
+    # Random weights answer the VLM critic with garbage: the verdict falls back to the checks and says so.
+    assert all(r["verdict"]["source"] in {"checks_fallback", "vlm"} for r in agent["rounds"])
     for k in range(1, 4):
         assert read_mask_png(run / "masks" / f"clip_{k}.png").shape == (48, 64)
     with av.open(str(run / "overlay.mp4")) as container:
         assert len(container.streams.video) == 1 and len(container.streams.audio) == 1
-    kinds = {r["kind"] for r in read_trace(run / "trace.jsonl")}
-    assert {"run_start", "model_load", "node", "model_call", "run_end"} <= kinds
+    records = read_trace(run / "trace.jsonl")
+    kinds = {r["kind"] for r in records}
+    assert {"run_start", "model_load", "llm_call", "tool_call", "critique", "decision", "run_end"} <= kinds
+    assert {r["name"] for r in records if r["kind"] == "tool_call"} >= {"describe_audio", "ground", "segment"}
     # Resuming a finished run changes nothing and succeeds.
     before = (run / "result.json").read_bytes()
     code, _, _ = _run_cli(["--resume", str(run)], capsys)
     assert code == 0 and (run / "result.json").read_bytes() == before
+
+
+def test_tiny_profile_pipeline_writes_a_complete_run_folder(clip: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    code, _, err = _run_cli(
+        [str(clip), "--profile", "tiny", "--graph", "pipeline", "--out", str(run), "--no-cache"], capsys
+    )
+    assert code == 0, err
+    result = read_json(run / "result.json")
+    assert set(result["timings_s"]) == {"load", "describe_audio", "translate", "ground", "segment", "emit"}
+    assert result["tokens"]["input"] > 0 and result["tokens"]["output"] > 0 and "agent" not in result
+    assert sorted(p.name for p in (run / "masks").iterdir()) == [f"clip_{k}.png" for k in range(1, 4)]
+    kinds = {r["kind"] for r in read_trace(run / "trace.jsonl")}
+    assert {"run_start", "model_load", "node", "model_call", "run_end"} <= kinds
 
 
 def test_module_entry_point_runs_as_users_run_it(clip: Path, tmp_path: Path) -> None:
@@ -177,6 +196,6 @@ def test_module_entry_point_runs_as_users_run_it(clip: Path, tmp_path: Path) -> 
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert "[segment]" in done.stderr and "Traceback" not in done.stderr
+    assert "[plan]" in done.stderr and "Traceback" not in done.stderr
     result = json.loads((run / "result.json").read_text())
     assert result["outputs"].keys() >= {"masks", "result", "trace"} and "overlay" not in result["outputs"]
