@@ -22,7 +22,7 @@ from langgraph.prebuilt import ToolNode
 from langgraph.runtime import Runtime
 
 from graphs.agent_tools import AGENT_TOOLS, ToolInputError
-from graphs.context import AgentSettings, RunContext
+from graphs.context import AgentSettings, RunContext, run_context
 from graphs.pipeline import PipelineState, traced_stage
 from graphs.planners import BuiltinPlanner, PlannerTurn
 from graphs.result import write_outputs
@@ -50,7 +50,7 @@ def _settings(ctx: RunContext) -> AgentSettings:
 
 def prepare(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Decode the sampled frames and the audio, and state the task."""
-    ctx = runtime.context
+    ctx = run_context(runtime.context)
     with traced_stage(ctx, "node", "prepare") as stage:
         loaded = load_clip(ctx, state["source"])
         clip, frames, audio = loaded["clip"], loaded["frames"], loaded["audio"]
@@ -86,7 +86,7 @@ def _finalize_call(reason: str) -> AIMessage:
 
 def plan(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """One planner turn: a single tool call (or finalize), traced as an llm_call record."""
-    ctx = runtime.context
+    ctx = run_context(runtime.context)
     settings = _settings(ctx)
     round_index = state.get("round", 0)
     exhausted = _budget_exhausted(state, ctx)
@@ -172,7 +172,7 @@ def tool_error_message(err: Exception) -> str:
 
 def finalize(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Keep the best critiqued round (the latest masks when none was critiqued) and write the outputs."""
-    ctx = runtime.context
+    ctx = run_context(runtime.context)
     settings = _settings(ctx)
     attempts = state.get("attempts", [])
     with traced_stage(ctx, "node", "finalize") as stage:
@@ -251,9 +251,10 @@ def _answer_text(phrases: list[list[str]], final: dict[str, Any]) -> str:
     return f"Sounding objects — {per_frame}.{confidence}{flag}"
 
 
-def build_agent() -> StateGraph:
-    """The uncompiled agent graph; compile it with a checkpointer to run."""
-    graph = StateGraph(AgentState, context_schema=RunContext)
+def build_agent(context_schema: type = RunContext) -> StateGraph:
+    """The uncompiled agent graph; compile it with a checkpointer to run. `context_schema` is RunContext, or
+    graphs.context.StudioContext for LangGraph servers (see agent/studio.py)."""
+    graph = StateGraph(AgentState, context_schema=context_schema)
     graph.add_node("prepare", prepare)
     graph.add_node("plan", plan)
     graph.add_node("tools", ToolNode(AGENT_TOOLS, handle_tool_errors=tool_error_message))

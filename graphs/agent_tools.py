@@ -17,7 +17,7 @@ from langgraph.prebuilt import ToolRuntime
 from langgraph.types import Command
 from PIL import Image
 
-from graphs.context import RunContext
+from graphs.context import RunContext, run_context
 from graphs.pipeline import traced_stage
 from graphs.stages import (
     caption_audio,
@@ -47,7 +47,7 @@ def _reply(runtime: ToolRuntime[Any, Any], result: dict[str, Any], **update: Any
 
 
 def _ctx(runtime: ToolRuntime[Any, Any]) -> RunContext:
-    return runtime.context
+    return run_context(runtime.context)
 
 
 def _round(runtime: ToolRuntime[Any, Any]) -> int:

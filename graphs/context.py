@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -114,3 +114,30 @@ class AgentSettings(PipelineSettings):
 
     def model_specs(self) -> list[ModelSpec]:
         return [*super().model_specs(), *([self.critic] if self.critic else [])]
+
+
+class StudioContext(TypedDict, total=False):
+    """The JSON context a LangGraph server passes (it cannot pass models): the profile, device and round budget."""
+
+    profile: str
+    device: str
+    max_rounds: int
+
+
+ContextFactory = Callable[[dict[str, Any]], RunContext]
+_context_factory: ContextFactory | None = None
+
+
+def set_context_factory(factory: ContextFactory) -> None:
+    """Register how a JSON context becomes a RunContext (the application layer does, for LangGraph servers)."""
+    global _context_factory
+    _context_factory = factory
+
+
+def run_context(context: RunContext | dict[str, Any] | None) -> RunContext:
+    """The node's RunContext: as given by agent.runner, or built from a server's JSON context by the factory."""
+    if isinstance(context, RunContext):
+        return context
+    if _context_factory is None:
+        raise RuntimeError("graph run without a RunContext: run it through agent.runner or agent.studio")
+    return _context_factory(dict(context or {}))

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, TypedDict
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from graphs.context import RunContext
+from graphs.context import RunContext, run_context
 from graphs.result import write_outputs
 from graphs.stages import (
     NO_USAGE,
@@ -94,7 +94,7 @@ def _phrases_line(phrases: list[list[str]]) -> str:
 
 def load(state: PipelineState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Probe the clip, decode the sampled frames and the audio into the run folder."""
-    ctx = runtime.context
+    ctx = run_context(runtime.context)
     with traced_stage(ctx, "node", "load") as stage:
         loaded = load_clip(ctx, state["source"])
         clip, audio = loaded["clip"], loaded["audio"]
@@ -107,7 +107,7 @@ def load(state: PipelineState, runtime: Runtime[RunContext]) -> dict[str, Any]:
 
 def describe(state: PipelineState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Caption each frame's audio window with the audio-language model and tag it with the tagger."""
-    ctx = runtime.context
+    ctx = run_context(runtime.context)
     with traced_stage(ctx, "node", "describe_audio") as stage:
         captions, usage = caption_audio(ctx, state["frames"], state["audio"])
         tags = tag_frames(ctx, state["frames"], state["audio"])
@@ -124,7 +124,7 @@ def describe(state: PipelineState, runtime: Runtime[RunContext]) -> dict[str, An
 
 def translate(state: PipelineState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Turn the captions (and tags) into per-frame noun phrases of the sounding objects."""
-    ctx = runtime.context
+    ctx = run_context(runtime.context)
     settings = ctx.settings
     n = len(state["frames"])
     warnings: list[str] = []
@@ -159,7 +159,7 @@ def translate(state: PipelineState, runtime: Runtime[RunContext]) -> dict[str, A
 
 def ground(state: PipelineState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Find boxes for each frame's phrases with the grounder."""
-    ctx = runtime.context
+    ctx = run_context(runtime.context)
     settings = ctx.settings
     with traced_stage(ctx, "node", "ground") as stage:
         detections = ground_phrases(
@@ -173,7 +173,7 @@ def ground(state: PipelineState, runtime: Runtime[RunContext]) -> dict[str, Any]
 
 def segment(state: PipelineState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Turn every box into a mask, frame by frame; masks go to work/masks.json as COCO RLE."""
-    ctx = runtime.context
+    ctx = run_context(runtime.context)
     with traced_stage(ctx, "node", "segment") as stage:
         masks_file = ctx.run_dir / "work" / "masks.json"
         masks = segment_detections(ctx, state["frames"], state["detections"], masks_file)
@@ -185,16 +185,17 @@ def segment(state: PipelineState, runtime: Runtime[RunContext]) -> dict[str, Any
 
 def emit(state: PipelineState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Write masks/, overlay.mp4 and, last, result.json (whose presence marks a complete run)."""
-    ctx = runtime.context
+    ctx = run_context(runtime.context)
     with traced_stage(ctx, "node", "emit") as stage:
         outputs = write_outputs(ctx, state, read_masks(state["masks_file"]), stage)
         stage.summary.update(outputs=outputs)
     return {"outputs": outputs, "timings_s": {"emit": stage.seconds}}
 
 
-def build_pipeline() -> StateGraph:
-    """The uncompiled pipeline graph; compile it with a checkpointer to run."""
-    graph = StateGraph(PipelineState, context_schema=RunContext)
+def build_pipeline(context_schema: type = RunContext) -> StateGraph:
+    """The uncompiled pipeline graph; compile it with a checkpointer to run. `context_schema` is RunContext, or
+    graphs.context.StudioContext for LangGraph servers (see agent/studio.py)."""
+    graph = StateGraph(PipelineState, context_schema=context_schema)
     graph.add_node("load", load)
     graph.add_node("describe_audio", describe)
     graph.add_node("translate", translate)

@@ -1,0 +1,66 @@
+"""The graphs as LangGraph Studio and `langgraph dev` load them (registered in langgraph.json).
+
+A LangGraph server passes only JSON, so these graphs take a small context ({"profile": "tiny", "device": "cpu",
+"max_rounds": 2}; all optional, default profile "default") and build the RunContext here: models from one registry
+per process, run folders under $OPENAVS_STUDIO_RUNS (default runs/studio)/<thread id>, the disk cache, and the
+translator, planner and critic the profile names. Input: {"source": {"kind": "video", "path": "/path/clip.mp4"}}.
+The server supplies its own checkpointer.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from langgraph.config import get_config
+
+from agent.profiles import agent_profile
+from agent.runner import build_critic, build_planner, build_translator
+from graphs.agent import build_agent
+from graphs.context import RunContext, StudioContext, set_context_factory
+from graphs.pipeline import build_pipeline
+from tools.cache import DiskCache, default_cache_dir
+from tools.models.registry import ModelRegistry
+from tools.tracing import TraceWriter
+
+_lock = threading.Lock()
+_registries: dict[str | None, ModelRegistry] = {}
+_contexts: dict[tuple[Any, ...], RunContext] = {}
+
+
+def studio_context(context: dict[str, Any]) -> RunContext:
+    """The RunContext for one server thread and JSON context, built once and reused by every node of the thread."""
+    thread = str(get_config().get("configurable", {}).get("thread_id", "default"))
+    key = (thread, context.get("profile", "default"), context.get("device"), context.get("max_rounds"))
+    with _lock:
+        if key not in _contexts:
+            _contexts[key] = _build_context(thread, context)
+        return _contexts[key]
+
+
+def _build_context(thread: str, context: dict[str, Any]) -> RunContext:
+    updates = {"device": context.get("device")}
+    if context.get("max_rounds"):
+        updates["max_rounds"] = int(context["max_rounds"])
+    settings = agent_profile(context.get("profile", "default")).model_copy(update=updates)
+    registry = _registries.setdefault(settings.device, ModelRegistry(settings.device))
+    run_dir = Path(os.environ.get("OPENAVS_STUDIO_RUNS", "runs/studio")) / thread
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ctx = RunContext(
+        settings=settings,
+        registry=registry,
+        translator=build_translator(settings),
+        run_dir=run_dir,
+        tracer=TraceWriter(run_dir / "trace.jsonl"),
+        cache=DiskCache(default_cache_dir()),
+    )
+    ctx.planner = build_planner(settings)
+    ctx.critic = build_critic(settings, registry)
+    return ctx
+
+
+set_context_factory(studio_context)
+pipeline = build_pipeline(StudioContext).compile()
+agent = build_agent(StudioContext).compile()
