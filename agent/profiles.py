@@ -51,6 +51,7 @@ MODEL_TYPE_FAMILY = {
 }
 
 PROFILE_NAMES = ("paper", "default", "tiny")
+LOCAL_PLANNER_FAMILY = "qwen2_chat"  # tools.models.chat_llm: any chat template that takes tools= and writes <tool_call>
 
 
 def _real(role: Role, model_id: str) -> ModelSpec:
@@ -148,6 +149,18 @@ def parse_model_arg(role: Role, value: str, face: str = "real") -> ModelSpec | N
     if model_id == "tiny":
         return _tiny(role, family)
     return ModelSpec(role=role, family=family, model_id=model_id, face=face)
+
+
+def parse_planner_arg(value: str) -> dict[str, Any]:
+    """`--planner builtin | llm | local:MODEL` as settings updates. `llm` is the OpenAI-compatible model (--llm);
+    `local:MODEL` is a transformers chat model with tool calling run in-process (a hub id such as
+    Qwen/Qwen2.5-7B-Instruct, a local folder, or `tiny`), which plans as the LLM planner does."""
+    if value in ("builtin", "llm"):
+        return {"planner": value, "planner_model": None}
+    kind, _, model = value.partition(":")
+    if kind != "local" or not model.strip():
+        raise InputError(f"--planner {value}: expected builtin, llm or local:MODEL (a hub id, a folder or tiny)")
+    return {"planner": "llm", "planner_model": parse_model_arg("planner", f"{LOCAL_PLANNER_FAMILY}:{model.strip()}")}
 
 
 def _family_from_folder(role: Role, folder: Path) -> str:

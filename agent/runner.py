@@ -67,10 +67,15 @@ def build_translator(settings: PipelineSettings) -> Translator:
     return LexiconTranslator(min_tag_score=settings.lexicon_min_tag_score)
 
 
-def build_planner(settings: AgentSettings) -> ChatPlanner | None:
-    """The LLM planner when the settings ask for one (None: the built-in policy plans)."""
+def build_planner(settings: AgentSettings, registry: ModelRegistry | None = None) -> ChatPlanner | None:
+    """The LLM planner when the settings ask for one (None: the built-in policy plans): the local chat model
+    settings.planner_model names, from `registry` (a new one if none is given), else the OpenAI-compatible llm."""
     if settings.planner != "llm":
         return None
+    if settings.planner_model is not None:
+        spec = settings.planner_model
+        chat_model = (registry or ModelRegistry(settings.device)).get(spec)
+        return ChatPlanner(chat_model, AGENT_TOOLS, spec.model_id)
     return ChatPlanner(_chat_model(settings.llm), AGENT_TOOLS, settings.llm.model)
 
 
@@ -128,7 +133,7 @@ def run_graph(
         **({"progress": progress} if progress else {}),
     )
     if graph == "agent":
-        context.planner = planner or build_planner(settings)
+        context.planner = planner or build_planner(settings, registry)
         context.critic = critic or build_critic(settings, registry)
     tracer.emit(
         "run_start",

@@ -17,6 +17,7 @@ from agent.profiles import (
     agent_profile,
     base_profile,
     parse_model_arg,
+    parse_planner_arg,
     resolve_llm,
     with_random_weights,
 )
@@ -62,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--box-threshold", type=float, help="GroundingDINO box threshold (paper: 0.25)")
     parser.add_argument("--text-threshold", type=float, help="GroundingDINO text threshold (default 0.25)")
     parser.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
-    parser.add_argument("--planner", choices=["builtin", "llm"], help="agent planner (default: the LLM if configured)")
+    parser.add_argument("--planner", metavar="{builtin,llm,local:MODEL}", help="agent planner: the built-in policy, "
+                        "the --llm model, or a local transformers chat model (hub id, folder or tiny) with tool "
+                        "calling (default: the LLM if configured)")  # fmt: skip
     parser.add_argument("--critic", help="agent critic VLM: hub id, folder, FAMILY:ID, or none (checks only)")
     parser.add_argument("--critic-llm", help="an OpenAI-compatible vision model as the critic (uses --llm-base-url)")
     parser.add_argument("--max-rounds", type=int, help="agent: ground-segment-critique rounds (default 3)")
@@ -118,7 +121,8 @@ def settings_from_args(args: argparse.Namespace) -> PipelineSettings:
     if args.weights == "random":
         settings = with_random_weights(settings)
     needs_llm = settings.oracle_phrases is None and settings.translator == "llm"
-    if needs_llm or getattr(settings, "planner", None) == "llm" or args.llm or args.llm_base_url:
+    remote_planner = getattr(settings, "planner", None) == "llm" and getattr(settings, "planner_model", None) is None
+    if needs_llm or remote_planner or args.llm or args.llm_base_url:
         settings = resolve_llm(settings, args.llm, args.llm_base_url)
     return type(settings).model_validate(settings.model_dump())
 
@@ -132,7 +136,7 @@ def _agent_updates(args: argparse.Namespace) -> dict:
                 raise InputError(f"--{name.replace('_', '-')} must be at least {low}")
             updates["deadline_s" if name == "deadline" else name] = value
     if args.planner is not None:
-        updates["planner"] = args.planner
+        updates.update(parse_planner_arg(args.planner))
     if args.critic_llm is not None:
         updates["critic"] = None
         updates["critic_llm"] = LLMSettings(model=args.critic_llm, base_url=args.llm_base_url)

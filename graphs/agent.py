@@ -115,7 +115,20 @@ def plan(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     action = calls[0]["name"] if calls else "finalize"
     ctx.tracer.emit("decision", "planner", round=round_index, action=action, reason=str(turn.message.content)[:500])
     ctx.progress("plan", f"round {round_index}: {action} {calls[0]['args'] if calls else ''}".rstrip())
-    return {**update, "messages": messages, "tool_calls_used": state.get("tool_calls_used", 0) + max(len(calls), 1)}
+    before = state.get("usage", {}).get("planner", {})
+    usage = {
+        "input_tokens": before.get("input_tokens", 0) + turn.input_tokens,
+        "output_tokens": before.get("output_tokens", 0) + turn.output_tokens,
+        "calls": before.get("calls", 0) + 1,
+    }
+    seconds = state.get("timings_s", {}).get("plan", 0.0) + turn.ms / 1000
+    return {
+        **update,
+        "messages": messages,
+        "tool_calls_used": state.get("tool_calls_used", 0) + max(len(calls), 1),
+        "usage": {"planner": usage},
+        "timings_s": {"plan": round(seconds, 3)},
+    }
 
 
 def _checked_messages(response: AIMessage) -> list[AnyMessage]:

@@ -18,7 +18,7 @@ from langgraph.types import Command
 from PIL import Image
 
 from graphs.context import RunContext, run_context
-from graphs.pipeline import traced_stage
+from graphs.pipeline import Stage, traced_stage
 from graphs.stages import (
     caption_audio,
     frame_refs,
@@ -41,8 +41,23 @@ class ToolInputError(ValueError):
     """A tool call the planner can correct (bad arguments, a step called out of order)."""
 
 
-def _reply(runtime: ToolRuntime[Any, Any], result: dict[str, Any], **update: Any) -> Command:
+def _reply(
+    runtime: ToolRuntime[Any, Any],
+    result: dict[str, Any],
+    stage: Stage,
+    usage: tuple[str, dict[str, int]] | None = None,
+    **update: Any,
+) -> Command:
+    """Answer the call with the result as data, update state, and add the call's seconds (and a model's tokens)
+    to the run's per-stage totals, which accumulate over refinement rounds."""
     message = ToolMessage(render_tool_result(result), tool_call_id=runtime.tool_call_id, artifact=result)
+    state = runtime.state
+    seconds = state.get("timings_s", {}).get(stage.name, 0.0) + stage.seconds
+    update["timings_s"] = {stage.name: round(seconds, 3)}
+    if usage is not None:
+        role, counts = usage
+        before = state.get("usage", {}).get(role, {})
+        update["usage"] = {role: {k: before.get(k, 0) + v for k, v in counts.items()}}
     return Command(update={**update, "messages": [message]})
 
 
@@ -74,7 +89,7 @@ def describe_audio(runtime: ToolRuntime[Any, Any], queries: list[str] | None = N
             "frames": [{"frame": k, "captions": c} for k, c in enumerate(captions)],
         }
         st.summary.update(result=result)
-    return _reply(runtime, result, captions=captions, usage={"captioner": usage})
+    return _reply(runtime, result, st, ("captioner", usage), captions=captions)
 
 
 @tool
@@ -85,7 +100,7 @@ def tag_audio(runtime: ToolRuntime[Any, Any]) -> Command:
         tags = tag_frames(ctx, state["frames"], state["audio"])
         result = {"frames": [{"frame": k, "tags": [[label, score] for label, score in t]} for k, t in enumerate(tags)]}
         st.summary.update(result=result)
-    return _reply(runtime, result, tags=tags)
+    return _reply(runtime, result, st, tags=tags)
 
 
 @tool
@@ -102,10 +117,11 @@ def translate(runtime: ToolRuntime[Any, Any]) -> Command:
     return _reply(
         runtime,
         result,
+        st,
+        ("translator", usage),
         phrases=translation.phrases,
         translator={"name": translation.translator, "model": translation.model_id, "variant": translation.variant},
         warnings=translation.warnings,
-        usage={"translator": usage},
     )
 
 
@@ -126,8 +142,9 @@ def sample_frames(runtime: ToolRuntime[Any, Any], strategy: str) -> Command:
         loaded = load_clip(ctx, state["source"], strategy)
         result = {"frames": [{"frame": f["index"], "time_s": round(f["timestamp_s"], 3)} for f in loaded["frames"]]}
         st.summary.update(result=result)
+    loaded.pop("warnings")
     return _reply(
-        runtime, result, **loaded, captions=[], tags=[], phrases=[], detections=[], masks_file="", critiqued=False
+        runtime, result, st, **loaded, captions=[], tags=[], phrases=[], detections=[], masks_file="", critiqued=False
     )
 
 
@@ -195,6 +212,7 @@ def ground(
     return _reply(
         runtime,
         result,
+        st,
         phrases=proposal,
         detections=detections,
         grounding={"box_threshold": box, "text_threshold": text, "one_at_a_time": one_at_a_time},
@@ -246,7 +264,7 @@ def segment(runtime: ToolRuntime[Any, Any]) -> Command:
             ]
         }
         st.summary.update(result=result, images=[str(p.relative_to(ctx.run_dir)) for p in paths])
-    return _reply(runtime, result, masks_file=str(masks_file), critiqued=False)
+    return _reply(runtime, result, st, masks_file=str(masks_file), critiqued=False)
 
 
 @tool
@@ -282,7 +300,7 @@ def critique(runtime: ToolRuntime[Any, Any]) -> Command:
         "verdict": verdict,
         "findings": findings,
     }
-    return _reply(runtime, result, attempts=[attempt], round=round_index + 1, critiqued=True)
+    return _reply(runtime, result, st, attempts=[attempt], round=round_index + 1, critiqued=True)
 
 
 @tool

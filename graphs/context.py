@@ -104,6 +104,9 @@ class AgentSettings(PipelineSettings):
     """The pipeline's settings plus the agent's: planner, critic and budgets."""
 
     planner: Literal["builtin", "llm"] = "builtin"
+    planner_model: ModelSpec | None = Field(
+        default=None, description="the LLM planner as a local transformers chat model; None: the OpenAI-compatible llm"
+    )
     critic: ModelSpec | None = Field(default=None, description="VLM critic through transformers; None: checks only")
     critic_llm: LLMSettings | None = Field(default=None, description="OpenAI-compatible vision model as the critic")
     critic_max_images: int = Field(4, ge=1, le=16)
@@ -113,7 +116,8 @@ class AgentSettings(PipelineSettings):
     recursion_limit: int = Field(200, ge=10)
 
     def model_specs(self) -> list[ModelSpec]:
-        return [*super().model_specs(), *([self.critic] if self.critic else [])]
+        local_planner = self.planner_model if self.planner == "llm" else None
+        return [*super().model_specs(), *(spec for spec in (self.critic, local_planner) if spec is not None)]
 
 
 class StudioContext(TypedDict, total=False):

@@ -70,7 +70,8 @@ class PipelineState(TypedDict, total=False):
 class Stage:
     """A running node or tool: `summary` collects the fields of its trace record; `elapsed_s()` reads its clock."""
 
-    def __init__(self, summary: dict[str, Any]) -> None:
+    def __init__(self, name: str, summary: dict[str, Any]) -> None:
+        self.name = name
         self.summary = summary
         self._start = time.perf_counter()
         self.seconds = 0.0
@@ -83,7 +84,7 @@ class Stage:
 def traced_stage(ctx: RunContext, kind: str, name: str, **fields: Any) -> Iterator[Stage]:
     """Trace one node (or tool call) as a record carrying its summary and duration."""
     with ctx.tracer.span(kind, name, **fields) as summary:
-        stage = Stage(summary)
+        stage = Stage(name, summary)
         yield stage
         stage.seconds = summary["seconds"] = stage.elapsed_s()
 

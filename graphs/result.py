@@ -96,7 +96,7 @@ def write_outputs(
         write_overlay(ctx.run_dir / "overlay.mp4", frames, masks, duration, audio_source)
         outputs["overlay"] = str(ctx.run_dir / "overlay.mp4")
     outputs["trace"] = str(ctx.tracer.path) if ctx.tracer.path else ""
-    timings = {**state.get("timings_s", {}), "emit": stage.elapsed_s()}
+    timings = {**state.get("timings_s", {}), stage.name: stage.elapsed_s()}
     result = build_result(ctx, {**state, "timings_s": timings}, masks, outputs, extra)
     write_json_atomic(ctx.run_dir / "result.json", result)
     overlay_note = ", overlay.mp4" if "overlay" in outputs else ""

@@ -31,6 +31,21 @@ def test_builtin_planner_refines_until_the_critique_is_ok(tmp_path: Path) -> Non
         np.testing.assert_array_equal(read_mask_png(rig.run_dir / "masks" / f"duet_{k}.png"), want)
     result = read_json(rig.run_dir / "result.json")
     assert result["agent"]["best_round"] == 1 and result["frames"][0]["phrases"] == ["man", "piano"]
+    stages = {
+        "prepare",
+        "plan",
+        "describe_audio",
+        "tag_audio",
+        "translate",
+        "ground",
+        "segment",
+        "critique",
+        "finalize",
+    }
+    assert set(result["timings_s"]) == stages
+    ground_ms = sum(r["ms"] for r in rig.trace() if r["kind"] == "tool_call" and r["name"] == "ground")
+    assert result["timings_s"]["ground"] == pytest.approx(ground_ms / 1000, abs=0.01)
+    assert result["usage"]["planner"]["calls"] == 10 and result["usage"]["captioner"]["calls"] == 1
     kinds = {r["kind"] for r in rig.trace()}
     assert {"run_start", "llm_call", "decision", "tool_call", "critique", "run_end"} <= kinds
     assert [r["round"] for r in rig.trace() if r["kind"] == "critique"] == [0, 1]
@@ -169,3 +184,25 @@ def test_resumed_agent_run_does_not_redo_finished_tool_calls(tmp_path: Path) -> 
     assert state["final"]["best_round"] == 1
     sequence = rig.tool_sequence()
     assert sequence.count("describe_audio") == 1 and sequence.count("translate") == 1
+
+
+def test_planner_can_pick_other_frames(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    model = ScriptedChatModel(
+        script=[
+            tool_call("sample_frames", strategy="every other frame"),  # not a strategy: an error to fix
+            tool_call("sample_frames", strategy="uniform:2"),
+            tool_call("ground", all_frames=["man"]),
+            tool_call("segment"),
+            tool_call("critique"),
+            tool_call("finalize", reason="done"),
+        ]
+    )
+    state = rig.run(llm_planner=ChatPlanner(model, AGENT_TOOLS, "scripted"), planner="llm")
+    assert [round(f["timestamp_s"], 2) for f in state["frames"]] == [
+        0.72,
+        2.24,
+    ]  # the frames on screen at 0.75 s and 2.25 s (25 fps)
+    assert sorted(p.name for p in (rig.run_dir / "masks").iterdir()) == ["duet_1.png", "duet_2.png"]
+    errors = [m.content for m in state["messages"] if m.type == "tool" and m.status == "error"]
+    assert len(errors) == 1 and "uniform:N" in errors[0]

@@ -24,7 +24,10 @@ LOADERS: dict[tuple[str, str], str] = {
     ("tagger", "ast"): "tools.models.taggers:load_ast",
     ("grounder", "grounding_dino"): "tools.models.grounding_dino:load_grounding_dino",
     ("segmenter", "sam2"): "tools.models.sam2:load_sam2",
+    ("propagator", "sam2_video"): "tools.models.sam2_video:load_sam2_video",
+    ("text_segmenter", "sam3"): "tools.models.sam3:load_sam3",
     ("critic", "qwen2_5_vl"): "tools.models.critics:load_qwen2_5_vl",
+    ("planner", "qwen2_chat"): "tools.models.chat_llm:load_qwen2_chat",
 }
 
 HUB_PROBE_TIMEOUT_S = 10.0

@@ -1,0 +1,162 @@
+"""Video mode (PAPER.md §5: AL-Ref-SAM2, Grounded-SAM-2): pick a seed frame, track its objects, keep object ids
+stable across re-seeding, and find the frames where tracking drifted. Pure logic: no model is imported here.
+
+Frame indices are FrameRef.index / Detections.frame_index / FrameMasks.frame_index (the clip's sampled frames).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from tools.critique import CheckThresholds, Finding, Problem, run_checks
+from tools.datamodel import Detections, FrameMasks, ObjectMask
+from tools.frames import FrameRef
+from tools.models.base import ModelSpec
+
+DRIFT_PROBLEMS: frozenset[Problem] = frozenset(
+    {Problem.EMPTY_MASK, Problem.TINY_MASK, Problem.FULL_FRAME, Problem.AREA_JUMP}
+)
+"""The critique checks that signal a track going wrong (low box scores and audio support say nothing about it)."""
+
+
+@runtime_checkable
+class Propagator(Protocol):
+    """A video tracker: prompts on one frame -> masks on every frame (tools/models/sam2_video.py)."""
+
+    spec: ModelSpec
+
+    def propagate(
+        self,
+        frames: Sequence[FrameRef],
+        seed_frame: int,
+        boxes: np.ndarray,
+        obj_ids: Sequence[int],
+        max_side: int | None = None,
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Yield (frame index, bool masks (N, H, W) at original size, float32 scores (N,)) once per frame."""
+        ...
+
+
+def best_seed_frame(detections: Sequence[Detections]) -> int | None:
+    """The frame_index whose best box scores highest over the clip (ties: the earliest frame); None without boxes.
+
+    The seed is where the grounder is surest, so the tracker starts from its most reliable prompts.
+    """
+    best: tuple[float, int] | None = None
+    for dets in detections:
+        if len(dets) == 0:
+            continue
+        score = float(dets.scores.max())
+        if best is None or score > best[0] or (score == best[0] and dets.frame_index < best[1]):
+            best = (score, dets.frame_index)
+    return None if best is None else best[1]
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of bool masks a (m, H, W) and b (n, H, W) -> float64 (m, n); two empty masks have IoU 0."""
+    a2 = np.asarray(a, dtype=bool).reshape(len(a), -1).astype(np.float64)
+    b2 = np.asarray(b, dtype=bool).reshape(len(b), -1).astype(np.float64)
+    inter = a2 @ b2.T
+    union = a2.sum(1)[:, None] + b2.sum(1)[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def match_ids_by_overlap(
+    prev_masks: dict[int, np.ndarray], new_masks: Sequence[np.ndarray], iou_threshold: float = 0.3
+) -> list[int]:
+    """An object id for each of `new_masks` (bool (H, W), same size as the previous ones).
+
+    Greedy: the (previous, new) pair with the highest IoU is matched first, then the next highest among the
+    unmatched, as long as IoU >= iou_threshold and > 0 (ties: earlier previous id in dict order, then earlier new
+    mask). Each previous id is used at most once; unmatched new masks get fresh ids after the largest previous id,
+    in their order. Used when re-seeding so a re-grounded object keeps the id (and colour, phrase) it had.
+    """
+    new = [np.asarray(m, dtype=bool) for m in new_masks]
+    prev_ids = list(prev_masks)
+    shapes = {m.shape for m in new} | {np.shape(m) for m in prev_masks.values()}
+    if len(shapes) > 1:
+        raise ValueError(f"masks differ in shape: {sorted(shapes)}")
+    ids: list[int | None] = [None] * len(new)
+    if prev_ids and new:
+        iou = mask_iou(np.stack([prev_masks[i] for i in prev_ids]), np.stack(new))
+        used: set[int] = set()
+        # Stable sort of the flattened matrix: equal IoUs keep (previous, new) row-major order.
+        for flat in np.argsort(-iou, axis=None, kind="stable"):
+            p, n = divmod(int(flat), len(new))
+            value = iou[p, n]
+            if value < iou_threshold or value <= 0:
+                break
+            if p in used or ids[n] is not None:
+                continue
+            used.add(p)
+            ids[n] = prev_ids[p]
+    fresh = max(prev_ids, default=-1) + 1
+    out: list[int] = []
+    for assigned in ids:
+        if assigned is None:
+            assigned, fresh = fresh, fresh + 1
+        out.append(assigned)
+    return out
+
+
+def drift_findings(masks: Sequence[FrameMasks], thresholds: CheckThresholds | None = None) -> list[Finding]:
+    """The critique's checks (tools/critique.py, same thresholds) that show a track drifting, frame by frame.
+
+    Every phrase of the clip counts as asked in every frame, so a frame where a tracked object is missing or its
+    union is empty reports empty_mask; full_frame and area_jump (between neighbouring frames by frame_index) as in
+    the critique; tiny_mask only for a phrase that is not tiny in some other frame (an object that vanished, not
+    one that is small throughout). Frames are sorted by frame_index first: propagation yields them out of order.
+    """
+    frames = sorted(masks, key=lambda f: f.frame_index)
+    asked = tuple(dict.fromkeys(obj.phrase for frame in frames for obj in frame.objects))
+    findings = run_checks(frames, [asked] * len(frames), [], [], thresholds)
+    tiny_at = {(f.frame_index, f.phrase) for f in findings if f.problem is Problem.TINY_MASK}
+    visible = {obj.phrase for frame in frames for obj in frame.objects if (frame.frame_index, obj.phrase) not in tiny_at}
+    return [
+        f
+        for f in findings
+        if f.problem in DRIFT_PROBLEMS and (f.problem is not Problem.TINY_MASK or f.phrase in visible)
+    ]
+
+
+def drift_frames(masks: Sequence[FrameMasks], thresholds: CheckThresholds | None = None) -> list[int]:
+    """Frame indices (ascending) with at least one drift finding (see drift_findings): where to re-ground."""
+    return sorted({f.frame_index for f in drift_findings(masks, thresholds) if f.frame_index is not None})
+
+
+def mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
+    """Tight xyxy box (px, exclusive right/bottom edge) of a bool (H, W) mask; (0, 0, 0, 0) when empty."""
+    rows, cols = np.any(mask, axis=1), np.any(mask, axis=0)
+    if not rows.any():
+        return (0.0, 0.0, 0.0, 0.0)
+    y0, y1 = np.flatnonzero(rows)[[0, -1]]
+    x0, x1 = np.flatnonzero(cols)[[0, -1]]
+    return (float(x0), float(y0), float(x1 + 1), float(y1 + 1))
+
+
+def propagate_detections(
+    propagator: Propagator, frames: Sequence[FrameRef], seed: Detections, max_side: int | None = None
+) -> Iterator[FrameMasks]:
+    """Track the seed frame's boxes through `frames`; one FrameMasks per frame in the order the propagator yields.
+
+    Object k answers seed.phrases[k] and carries the seed box score; its box is the mask's tight box (the seed box
+    on the seed frame) and its mask_score the tracker's presence score on that frame.
+    """
+    refs = {ref.index: ref for ref in frames}
+    ids = list(range(len(seed)))
+    for index, masks, scores in propagator.propagate(frames, seed.frame_index, seed.boxes, ids, max_side):
+        ref = refs[index]
+        objects = tuple(
+            ObjectMask(
+                mask,
+                phrase,
+                tuple(seed.boxes[k].tolist()) if index == seed.frame_index else mask_box(mask),
+                float(seed.scores[k]),
+                float(scores[k]),
+            )
+            for k, (mask, phrase) in enumerate(zip(masks, seed.phrases, strict=True))
+        )
+        yield FrameMasks(index, ref.height, ref.width, objects)
