@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from tools.datamodel import Detections
 
-Role = Literal["captioner", "tagger", "grounder", "segmenter", "critic", "planner"]
+Role = Literal["captioner", "tagger", "grounder", "segmenter", "critic", "planner", "propagator", "text_segmenter"]
 Face = Literal["real", "tiny", "random"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 

@@ -1,0 +1,355 @@
+"""Video mode: SAM2 video propagation (tiny, streamed, bounded memory), SAM 3 text segmentation (tiny), and the pure
+seed / id-matching / drift logic of tools/propagation.py. Offline, CPU."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tools.critique import CheckThresholds
+from tools.datamodel import Detections, FrameMasks, ObjectMask
+from tools.errors import ModelUnavailableError
+from tools.frames import FrameRef, frame_refs_from_files, load_frame
+from tools.models import sam2_video, sam3
+from tools.models.base import ModelSpec
+from tools.models.registry import ModelRegistry
+from tools.propagation import (
+    Propagator,
+    best_seed_frame,
+    drift_findings,
+    drift_frames,
+    mask_box,
+    mask_iou,
+    match_ids_by_overlap,
+    propagate_detections,
+)
+
+VIDEO_TINY = ModelSpec(role="propagator", family="sam2_video", model_id="sam2-video-tiny-test", face="tiny")
+SAM3_TINY = ModelSpec(role="text_segmenter", family="sam3", model_id="sam3-tiny-test", face="tiny")
+WIDTH, HEIGHT = 75, 53  # odd sizes: masks must come back at exactly this size
+BOXES = np.array([[5, 6, 40, 30], [30, 12, 70, 50]], dtype=np.float32)
+
+
+def _write_clip(folder: Path, n: int, width: int = WIDTH, height: int = HEIGHT) -> list[FrameRef]:
+    """n PNG frames of noise with a bright square moving right: one decoded frame per file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.RandomState(0)
+    paths = []
+    for k in range(n):
+        pixels = rng.randint(0, 120, (height, width, 3), dtype=np.uint8)
+        x = 5 + (k * 3) % (width - 25)
+        pixels[10:30, x : x + 20] = 255
+        path = folder / f"{k:05d}.png"
+        Image.fromarray(pixels).save(path)
+        paths.append(path)
+    return frame_refs_from_files(paths, [k * 0.5 for k in range(n)])
+
+
+@pytest.fixture(scope="module")
+def propagator() -> sam2_video.Sam2VideoPropagator:
+    return sam2_video.load_sam2_video(VIDEO_TINY, "cpu")
+
+
+@pytest.fixture(scope="module")
+def clip6(tmp_path_factory: pytest.TempPathFactory) -> list[FrameRef]:
+    return _write_clip(tmp_path_factory.mktemp("clip6"), 6)
+
+
+@pytest.fixture(scope="module")
+def clip40(tmp_path_factory: pytest.TempPathFactory) -> list[FrameRef]:
+    return _write_clip(tmp_path_factory.mktemp("clip40"), 40)
+
+
+def _run(prop: sam2_video.Sam2VideoPropagator, frames: list[FrameRef], seed: int, boxes: np.ndarray = BOXES) -> list:
+    return list(prop.propagate(frames, seed, boxes, list(range(7, 7 + len(boxes))), max_side=64))
+
+
+# ----------------------------------------------------------------------------------------------- SAM2 video
+
+
+def test_propagates_both_ways_from_a_middle_seed(propagator: sam2_video.Sam2VideoPropagator, clip6) -> None:
+    assert isinstance(propagator, Propagator)
+    out = _run(propagator, clip6, seed=3)
+    assert [index for index, _, _ in out] == [3, 4, 5, 2, 1, 0]  # seed, forward, then backward: each frame once
+    for _, masks, scores in out:
+        assert masks.shape == (2, HEIGHT, WIDTH) and masks.dtype == bool
+        assert scores.shape == (2,) and scores.dtype == np.float32 and np.all((scores >= 0) & (scores <= 1))
+    again = _run(propagator, clip6, seed=3)
+    for (i1, m1, s1), (i2, m2, s2) in zip(out, again, strict=True):
+        assert i1 == i2 and np.array_equal(m1, m2) and np.array_equal(s1, s2)
+
+
+def test_seed_at_either_end_and_one_object(propagator: sam2_video.Sam2VideoPropagator, clip6) -> None:
+    assert [i for i, _, _ in _run(propagator, clip6, seed=0)] == [0, 1, 2, 3, 4, 5]
+    last = _run(propagator, clip6, seed=5, boxes=BOXES[:1])
+    assert [i for i, _, _ in last] == [5, 4, 3, 2, 1, 0] and last[0][1].shape == (1, HEIGHT, WIDTH)
+
+
+def test_no_objects_skip_the_model(propagator: sam2_video.Sam2VideoPropagator, clip6, monkeypatch) -> None:
+    monkeypatch.setattr(sam2_video, "load_frame", lambda *a: pytest.fail("no frame should be decoded"))
+    out = list(propagator.propagate(clip6, 2, np.zeros((0, 4), np.float32), [], max_side=64))
+    assert [i for i, _, _ in out] == list(range(6))
+    assert all(m.shape == (0, HEIGHT, WIDTH) and s.shape == (0,) for _, m, s in out)
+
+
+def test_bad_prompts_are_rejected(propagator: sam2_video.Sam2VideoPropagator, clip6) -> None:
+    with pytest.raises(ValueError, match="seed frame"):
+        next(propagator.propagate(clip6, 9, BOXES, [1, 2]))
+    with pytest.raises(ValueError, match="distinct obj_ids"):
+        next(propagator.propagate(clip6, 1, BOXES, [1, 1]))
+    with pytest.raises(ValueError, match="increasing"):
+        next(propagator.propagate(clip6[::-1], 1, BOXES, [1, 2]))
+
+
+def _count_live_frames(monkeypatch) -> dict[str, int]:
+    """Wrap the propagator's frame loader to count decoded frames alive at once (weakref finalizers)."""
+    counts = {"live": 0, "peak": 0, "loaded": 0}
+
+    def release() -> None:
+        counts["live"] -= 1
+
+    def counting_load(ref: FrameRef, max_side: int | None = None) -> tuple[Image.Image, float]:
+        image, scale = load_frame(ref, max_side)
+        counts["live"] += 1
+        counts["loaded"] += 1
+        counts["peak"] = max(counts["peak"], counts["live"])
+        weakref.finalize(image, release)
+        return image, scale
+
+    monkeypatch.setattr(sam2_video, "load_frame", counting_load)
+    return counts
+
+
+def _drain(iterator: Iterator) -> int:
+    n = 0
+    for _ in iterator:  # the caller keeps nothing: what stays alive is the propagator's own doing
+        n += 1
+    return n
+
+
+def test_frames_stream_and_memory_is_bounded(
+    propagator: sam2_video.Sam2VideoPropagator, clip40, monkeypatch
+) -> None:
+    counts = _count_live_frames(monkeypatch)
+    _drain(propagator.propagate(clip40[:10], 5, BOXES, [1, 2], max_side=64))  # warm-up: lazy torch/PIL state
+    peaks = {}
+    for n in (10, 40):
+        propagator.stats = sam2_video.PropagationStats()
+        tracemalloc.start()
+        assert _drain(propagator.propagate(clip40[:n], n // 2, BOXES, [1, 2], max_side=64)) == n
+        peaks[n] = (tracemalloc.get_traced_memory()[1], propagator.stats.peak_session_bytes)
+        tracemalloc.stop()
+        assert propagator.stats.peak_session_frames <= 1
+    assert counts["peak"] == 1 and counts["loaded"] == 60
+    # tracemalloc sees Python and numpy allocations (not torch storages): flat in the video's length.
+    assert peaks[40][0] < 2 * peaks[10][0]
+    # The session's tensors: bounded by the memory window (16 frames each side here), so 40 frames hold no more
+    # than a window's worth; 10 frames fit inside one window.
+    assert peaks[10][1] <= peaks[40][1] < 2.5 * peaks[10][1]
+
+
+def test_pruning_is_exact_and_is_what_bounds_memory(propagator: sam2_video.Sam2VideoPropagator, clip40) -> None:
+    propagator.stats = sam2_video.PropagationStats()
+    pruned = _run(propagator, clip40, seed=20)
+    bounded = propagator.stats.peak_session_bytes
+    propagator.prune = False
+    try:
+        propagator.stats = sam2_video.PropagationStats()
+        full = _run(propagator, clip40, seed=20)
+        unbounded = propagator.stats.peak_session_bytes
+    finally:
+        propagator.prune = True
+    for (i1, m1, s1), (i2, m2, s2) in zip(pruned, full, strict=True):
+        assert i1 == i2 and np.array_equal(m1, m2) and np.array_equal(s1, s2)
+    assert unbounded > 3 * bounded  # transformers' session alone keeps every frame's pixels and outputs
+
+
+def test_propagate_detections_gives_frame_masks(propagator: sam2_video.Sam2VideoPropagator, clip6) -> None:
+    seed = Detections(2, BOXES, np.array([0.9, 0.6], np.float32), ("dog", "cat"))
+    frames = list(propagate_detections(propagator, clip6, seed, max_side=64))
+    assert sorted(f.frame_index for f in frames) == list(range(6))
+    for frame in frames:
+        assert (frame.height, frame.width) == (HEIGHT, WIDTH)
+        assert [o.phrase for o in frame.objects] == ["dog", "cat"] and frame.objects[0].box_score == pytest.approx(0.9)
+    assert frames[0].frame_index == 2 and frames[0].objects[1].box == tuple(BOXES[1].tolist())
+
+
+def test_sam2_video_random_config_is_hiera_tiny() -> None:
+    config = sam2_video.random_config()
+    assert config.vision_config.fpn_hidden_size == config.memory_attention_hidden_size == 256
+    assert config.num_maskmem == 7 and config.memory_encoder_output_channels == 64
+    with torch.device("meta"):
+        model = sam2_video.Sam2VideoModel(config)
+    assert 38e6 < sum(p.numel() for p in model.parameters()) < 40e6
+    tiny = sam2_video.tiny_config()
+    assert tiny.vision_config.fpn_hidden_size == tiny.memory_attention_hidden_size == 128
+
+
+def test_sam2_video_saved_tiny_loads_as_real(propagator: sam2_video.Sam2VideoPropagator, clip6, tmp_path) -> None:
+    propagator.model.save_pretrained(tmp_path)
+    propagator.processor.save_pretrained(tmp_path)
+    real = sam2_video.load_sam2_video(ModelSpec(role="propagator", family="sam2_video", model_id=str(tmp_path)), "cpu")
+    for (i1, m1, s1), (i2, m2, s2) in zip(_run(propagator, clip6, 1), _run(real, clip6, 1), strict=True):
+        assert i1 == i2 and np.array_equal(m1, m2) and np.array_equal(s1, s2)
+
+
+# ----------------------------------------------------------------------------------------------- SAM 3
+
+
+@pytest.fixture(scope="module")
+def text_segmenter() -> sam3.Sam3TextSegmenter:
+    return sam3.load_sam3(SAM3_TINY, "cpu")
+
+
+def _image(seed: int) -> Image.Image:
+    return Image.fromarray(np.random.RandomState(seed).randint(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8))
+
+
+def test_sam3_labels_instances_per_phrase(text_segmenter: sam3.Sam3TextSegmenter) -> None:
+    image = _image(1)
+    found = text_segmenter.segment_text(image, ["dog", "acoustic guitar", "dog", " "], threshold=0.0, mask_threshold=0)
+    queries = text_segmenter.model.config.detr_decoder_config.num_queries
+    assert [f.phrase for f in found] == ["dog"] * queries + ["acoustic guitar"] * queries
+    for inst in found:
+        assert inst.mask.shape == (HEIGHT, WIDTH) and inst.mask.dtype == bool and 0 <= inst.score <= 1
+        x0, y0, x1, y1 = inst.box
+        assert -1e-3 <= x0 <= x1 <= WIDTH + 1e-3 and -1e-3 <= y0 <= y1 <= HEIGHT + 1e-3
+    dog = [f.score for f in found if f.phrase == "dog"]
+    assert dog == sorted(dog, reverse=True)
+    again = text_segmenter.segment_text(image, ["dog", "acoustic guitar"], threshold=0.0, mask_threshold=0)
+    assert all(np.array_equal(a.mask, b.mask) and a.score == b.score for a, b in zip(found, again, strict=True))
+    strict = text_segmenter.segment_text(image, ["dog"], threshold=0.0, mask_threshold=0.5)
+    assert all(not np.any(s.mask & ~f.mask) for s, f in zip(strict, found, strict=False))
+
+
+def test_sam3_thresholds_and_empty_phrases(text_segmenter: sam3.Sam3TextSegmenter) -> None:
+    assert text_segmenter.segment_text(_image(2), ["dog"], threshold=1.0) == []
+    before = text_segmenter.stats.images
+    assert text_segmenter.segment_text(_image(2), ["", "  "]) == []
+    assert text_segmenter.stats.images == before
+
+
+def test_sam3_tiny_tokenizer_encodes_any_text() -> None:
+    ids = sam3.clip_tokenizer()("dog é")["input_ids"]
+    vocab = sam3.clip_vocab()
+    assert ids[0] == vocab["<|startoftext|>"] and ids[-1] == vocab["<|endoftext|>"] and len(ids) == 2 + 3 + 2
+
+
+def test_sam3_random_config_is_the_real_detector() -> None:
+    config = sam3.random_config()
+    assert config.vision_config.backbone_config.num_hidden_layers == 32
+    assert config.text_config.vocab_size == 49408 and config.detr_decoder_config.num_queries == 200
+    with torch.device("meta"):
+        model = sam3.Sam3Model(config)
+    assert 800e6 < sum(p.numel() for p in model.parameters()) < 880e6
+
+
+def test_sam3_saved_tiny_loads_as_real(text_segmenter: sam3.Sam3TextSegmenter, tmp_path) -> None:
+    text_segmenter.model.save_pretrained(tmp_path)
+    text_segmenter.processor.save_pretrained(tmp_path)
+    real = sam3.load_sam3(ModelSpec(role="text_segmenter", family="sam3", model_id=str(tmp_path)), "cpu")
+    a = text_segmenter.segment_text(_image(3), ["cat"], threshold=0.0, mask_threshold=0.5)
+    b = real.segment_text(_image(3), ["cat"], threshold=0.0, mask_threshold=0.5)
+    assert all(np.array_equal(x.mask, y.mask) and x.score == y.score for x, y in zip(a, b, strict=True))
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+
+def test_registry_builds_each_model_once() -> None:
+    registry = ModelRegistry("cpu")
+    assert registry.get(VIDEO_TINY) is registry.get(VIDEO_TINY)
+    assert registry.get(SAM3_TINY) is registry.get(SAM3_TINY)
+
+
+@pytest.mark.parametrize(
+    ("role", "family", "model_id"),
+    [
+        ("propagator", "sam2_video", "openavs-tests/no-such-sam2-video"),
+        ("text_segmenter", "sam3", "openavs-tests/no-such-sam3"),
+    ],
+)
+def test_uncached_real_model_fails_fast(role: str, family: str, model_id: str) -> None:
+    start = time.perf_counter()
+    with pytest.raises(ModelUnavailableError, match=model_id):
+        ModelRegistry("cpu").get(ModelSpec(role=role, family=family, model_id=model_id, face="real"))
+    assert time.perf_counter() - start < 5
+
+
+# ----------------------------------------------------------------------------------------------- pure logic
+
+
+def _dets(frame: int, scores: list[float]) -> Detections:
+    boxes = np.tile(np.array([[0, 0, 1, 1]], np.float32), (len(scores), 1))
+    return Detections(frame, boxes, np.array(scores, np.float32), tuple("x" * len(scores)))
+
+
+def test_best_seed_frame() -> None:
+    assert best_seed_frame([]) is None
+    assert best_seed_frame([Detections.empty(0), Detections.empty(1)]) is None
+    assert best_seed_frame([_dets(0, [0.3, 0.5]), Detections.empty(1), _dets(2, [0.7]), _dets(3, [0.6])]) == 2
+    assert best_seed_frame([_dets(4, [0.7]), _dets(2, [0.7, 0.1]), _dets(3, [0.2])]) == 2  # tie: earliest frame
+
+
+def _rect(x0: int, y0: int, x1: int, y1: int, size: tuple[int, int] = (20, 30)) -> np.ndarray:
+    mask = np.zeros(size, bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def test_mask_iou_and_box() -> None:
+    a = np.stack([_rect(0, 0, 10, 10), np.zeros((20, 30), bool)])
+    b = np.stack([_rect(5, 0, 15, 10), np.zeros((20, 30), bool)])
+    assert np.allclose(mask_iou(a, b), [[50 / 150, 0], [0, 0]])
+    assert mask_box(_rect(3, 4, 9, 12)) == (3.0, 4.0, 9.0, 12.0)
+    assert mask_box(np.zeros((5, 5), bool)) == (0.0, 0.0, 0.0, 0.0)
+
+
+def test_match_ids_by_overlap() -> None:
+    prev = {4: _rect(0, 0, 10, 10), 9: _rect(20, 0, 30, 10)}
+    new = [_rect(21, 0, 30, 10), _rect(0, 12, 10, 20), _rect(1, 0, 10, 10)]
+    assert match_ids_by_overlap(prev, new) == [9, 10, 4]  # the unmatched one gets the next id after 9
+    # Greedy: the better overlap wins the id, the other new mask gets a fresh one.
+    assert match_ids_by_overlap({1: _rect(0, 0, 10, 10)}, [_rect(2, 0, 12, 10), _rect(0, 0, 10, 10)]) == [2, 1]
+    assert match_ids_by_overlap({1: _rect(0, 0, 10, 10)}, [_rect(6, 0, 16, 10)], iou_threshold=0.3) == [2]
+    assert match_ids_by_overlap({1: _rect(0, 0, 10, 10)}, [_rect(6, 0, 16, 10)], iou_threshold=0.2) == [1]
+    assert match_ids_by_overlap({}, [_rect(0, 0, 1, 1), _rect(1, 1, 2, 2)]) == [0, 1]
+    assert match_ids_by_overlap({3: _rect(0, 0, 1, 1)}, []) == []
+    with pytest.raises(ValueError, match="shape"):
+        match_ids_by_overlap({1: np.zeros((4, 4), bool)}, [np.zeros((5, 5), bool)])
+
+
+def _frame(index: int, *objects: tuple[str, np.ndarray]) -> FrameMasks:
+    return FrameMasks(
+        index, 20, 30, tuple(ObjectMask(m, p, mask_box(m), 0.9, 0.9) for p, m in objects)
+    )
+
+
+def test_drift_frames() -> None:
+    dog, cat = _rect(0, 0, 10, 10), _rect(15, 5, 25, 15)
+    steady = [_frame(k, ("dog", dog), ("cat", cat)) for k in range(4)]
+    assert drift_frames(steady) == [] and drift_findings(steady) == []
+    clip = [
+        _frame(3, ("dog", dog), ("cat", cat)),
+        _frame(0, ("dog", dog), ("cat", cat)),  # out of order: propagation yields the backward pass last
+        _frame(1, ("dog", np.zeros((20, 30), bool)), ("cat", cat)),  # the dog vanished
+        _frame(2, ("dog", _rect(0, 0, 30, 18)), ("cat", cat)),  # the dog fills 90% of the frame: full frame, jump
+        _frame(4, ("cat", cat)),  # the dog's object is gone
+    ]
+    assert drift_frames(clip) == [1, 2, 3, 4]  # 3: the dog shrinks back to 1/6 of the frame, an area jump
+    problems = {(f.frame_index, f.problem.value) for f in drift_findings(clip)}
+    assert {(1, "tiny_mask"), (2, "full_frame"), (2, "area_jump"), (4, "empty_mask")} <= problems
+    # A phrase small in every frame is small, not drifting; the thresholds are the critique's.
+    speck = [_frame(k, ("bee", _rect(0, 0, 1, 1))) for k in range(3)]
+    assert drift_frames(speck) == []
+    looser = CheckThresholds(full_frame_fraction=0.95, area_jump_ratio=100.0)
+    assert drift_frames(clip, looser) == [1, 2, 4]  # 2 still jumps x450 from the vanished dog, 3 only x5.4
+    assert "full_frame" not in {f.problem.value for f in drift_findings(clip, looser)}
