@@ -16,9 +16,9 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from agent.solve import build_parser, settings_from_args
 from graphs.agent import _checked_messages
 from graphs.agent_tools import describe_audio, finalize, ground
+from tests.agent_rig import MAN_BOX, PIANO_BOX, Rig
 from tests.clipfactory import write_test_clip
 from tests.fakes import box_mask
-from tests.test_agent import MAN_BOX, PIANO_BOX, Rig
 from tools.errors import InputError
 from tools.models.chat_llm import TransformersChatModel, chat_messages, load_chat_llm, planner_spec
 from tools.runfiles import read_mask_png
@@ -100,6 +100,8 @@ def test_tiny_face_generates_and_counts_tokens(tiny: TransformersChatModel) -> N
     assert usage["input_tokens"] == len(prompt["input_ids"]) and 1 <= usage["output_tokens"] <= 8
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
     assert next(tiny.model.parameters()).dtype == torch.float32
+    with pytest.raises(ValueError, match="exceed tiny-qwen2_chat's 32768 positions"):  # the agent falls back on this
+        bound.model_copy(update={"max_new_tokens": 32768}).invoke(HISTORY)
 
 
 def test_one_call_parses_into_a_tool_call(tiny: TransformersChatModel, script: Callable) -> None:

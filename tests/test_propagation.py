@@ -135,9 +135,7 @@ def _drain(iterator: Iterator) -> int:
     return n
 
 
-def test_frames_stream_and_memory_is_bounded(
-    propagator: sam2_video.Sam2VideoPropagator, clip40, monkeypatch
-) -> None:
+def test_frames_stream_and_memory_is_bounded(propagator: sam2_video.Sam2VideoPropagator, clip40, monkeypatch) -> None:
     counts = _count_live_frames(monkeypatch)
     _drain(propagator.propagate(clip40[:10], 5, BOXES, [1, 2], max_side=64))  # warm-up: lazy torch/PIL state
     peaks = {}
@@ -328,9 +326,7 @@ def test_match_ids_by_overlap() -> None:
 
 
 def _frame(index: int, *objects: tuple[str, np.ndarray]) -> FrameMasks:
-    return FrameMasks(
-        index, 20, 30, tuple(ObjectMask(m, p, mask_box(m), 0.9, 0.9) for p, m in objects)
-    )
+    return FrameMasks(index, 20, 30, tuple(ObjectMask(m, p, mask_box(m), 0.9, 0.9) for p, m in objects))
 
 
 def test_drift_frames() -> None:

@@ -112,6 +112,30 @@ def test_oracle_prompts_with_fakes_match_metrics_computed_directly(data: Path, t
     assert "| dog_barking | 1 | 1.0000 |" in report
 
 
+def test_agent_graph_runs_the_benchmark_and_critiques_each_clip(data: Path, tmp_path: Path) -> None:
+    clips = load_clips(data, "s4")
+    colours = {p: c for p, c in s4_colours().items() if p in ("baby", "dog")}  # the horse is never found
+    pipeline = FakeModels(ColourGrounder(colours))
+    want = run_benchmark(
+        options(data, "s4", tmp_path / "pipe", prompts="oracle", settings=pipeline.settings),
+        registry=pipeline.registry,
+    )
+    agent = FakeModels(ColourGrounder(colours))
+    got = run_benchmark(
+        options(data, "s4", tmp_path / "agent", prompts="oracle", graph="agent", settings=agent.settings),
+        registry=agent.registry,
+    )
+    # The same phrases ground the same boxes: refinement cannot find the horse, so the scores are the pipeline's.
+    assert_summary(got, want)
+    assert got["graph"] == "agent" and got["n_failed"] == 0
+    for clip in clips:
+        result = json.loads((tmp_path / "agent" / "clips" / clip.category / clip.name / "result.json").read_text())
+        assert result["agent"]["rounds"], clip.name
+    horse = json.loads((tmp_path / "agent" / "clips" / clips[2].category / clips[2].name / "result.json").read_text())
+    assert "empty_mask" in horse["agent"]["rounds"][0]["verdict"]["problems"]
+    assert len(horse["agent"]["rounds"]) > 1  # it tried to refine
+
+
 def test_audio_prompts_on_ms3_with_fakes_match_metrics_computed_directly(data: Path, tmp_path: Path) -> None:
     clips = load_clips(data, "ms3")
     models = FakeModels(ColourGrounder(any_colour=True), captions=["a dog is barking"])

@@ -29,7 +29,10 @@ def segment_frames(
             yield FrameMasks(frame.index, frame.height, frame.width)
             continue
         image, scale = load_frame(frame, max_side)
-        masks, mask_scores = segmenter.segment(image, dets.boxes * scale)
+        # Segmenters that cache image embeddings (tools/embedding_cache.py) key them by the frame file.
+        keyed = getattr(segmenter, "segment_frame", None)
+        boxes = dets.boxes * scale
+        masks, mask_scores = keyed(frame, image, boxes) if keyed else segmenter.segment(image, boxes)
         objects = tuple(
             ObjectMask(resize_mask(mask, frame.height, frame.width), phrase, tuple(box), float(box_score), float(ms))
             for mask, phrase, box, box_score, ms in zip(

@@ -1,7 +1,7 @@
 """Command line of the AVSBench benchmark (evals/run_avsbench.py).
 
     uv run python evals/run_avsbench.py --root DIR --subset s4|ms3|avss|v3 --split test [--profile P]
-        [--graph pipeline] [--prompts audio|oracle] [--limit N] [--workers K] [--out DIR] [--max-errors N]
+        [--graph pipeline|agent] [--prompts audio|oracle] [--limit N] [--workers K] [--out DIR] [--max-errors N]
         [--no-cache | --cache-dir DIR] [model flags as in agent.solve]
     uv run python evals/run_avsbench.py --root DIR --subset s4 --predictions PRED_DIR [--out DIR]
 
@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", required=True, choices=SUBSETS)
     p.add_argument("--split", default="test", help="CSV split to evaluate (default test)")
     p.add_argument("--profile", default="default", choices=PROFILE_NAMES, help="model set (default: default)")
-    p.add_argument("--graph", default="pipeline", choices=GRAPHS, help="the paper's fixed pipeline")
+    p.add_argument("--graph", default="pipeline", choices=GRAPHS, help="pipeline (default): the paper's fixed "
+                   "pipeline; agent: planner, critique and refinement")  # fmt: skip
     p.add_argument("--prompts", default="audio", choices=PROMPTS, help="audio: ALM + translator; oracle: the "
                    "clip's class names (the paper's OpenAVS*)")  # fmt: skip
     p.add_argument("--limit", type=int, help="only the first N clips of the split")

@@ -7,10 +7,10 @@ attempt, error.json. States, decided from the files alone so that a SIGKILL at a
     interrupted   run.json but no result.json (the process died)      -> restarted from scratch
     failed        error.json (the pipeline raised)                    -> restarted from scratch
     new           nothing (or debris without run.json)                -> started
-An interrupted clip is restarted rather than resumed from its LangGraph checkpoint: LangGraph saves checkpoints
-asynchronously by default, and after a SIGKILL the saved state can claim a finished graph whose later nodes never
-ran (seen with langgraph 1.2: run_graph(resume=True) then returns "already complete" without a result.json). A
-restart redoes at most one clip per worker, and its ALM captions and LLM answers come back from the disk cache.
+An interrupted clip is restarted rather than resumed from its LangGraph checkpoint: the state of the files alone
+decides, whatever the checkpoint database holds (run_graph writes checkpoints durably, but a restart needs no
+trust in a database a SIGKILL interrupted). A restart redoes at most one clip per worker, and its ALM captions
+and LLM answers come back from the disk cache.
 Restarting moves the old folder aside with one atomic rename before deleting it, so no half-deleted folder is
 ever mistaken for a run.
 """
@@ -135,7 +135,8 @@ def _one_line(err: BaseException) -> str:
 
 @dataclass
 class ClipRunner:
-    """Runs clips through the pipeline graph into `clips_dir`, sharing one registry, translator and cache."""
+    """Runs clips through a graph (pipeline or agent) into `clips_dir`, sharing one registry, translator and
+    cache."""
 
     clips_dir: Path
     settings: PipelineSettings
@@ -143,6 +144,7 @@ class ClipRunner:
     registry: ModelRegistry
     translator: Translator | None = None
     cache: DiskCache | None = None
+    graph: Literal["pipeline", "agent"] = "pipeline"
 
     def run_dir(self, clip: EvalClip) -> Path:
         return clip_run_dir(self.clips_dir, clip)
@@ -167,6 +169,7 @@ class ClipRunner:
                 run_dir,
                 self.clip_settings(clip),
                 frames_source(clip),
+                graph=self.graph,
                 registry=self.registry,
                 translator=self.translator,
                 cache=self.cache,

@@ -12,7 +12,7 @@ from tools.errors import InputError
 
 Prompts = Literal["audio", "oracle"]
 PROMPTS: tuple[str, ...] = ("audio", "oracle")
-GRAPHS: tuple[str, ...] = ("pipeline",)
+GRAPHS: tuple[str, ...] = ("pipeline", "agent")
 
 
 @dataclass

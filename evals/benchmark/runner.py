@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.profiles import base_profile
+from agent.profiles import agent_profile, base_profile
 from agent.runner import build_translator, preflight
 from evals.benchmark.clips import (
     ClipOutcome,
@@ -63,13 +63,14 @@ class TooManyErrorsError(OpenAVSError):
 def resolve_settings(options: BenchmarkOptions) -> PipelineSettings:
     """The run's shared settings: the given ones or the profile's, without overlay video; in oracle mode
     oracle_phrases = () marks that each clip gets its own class names (and that no audio model is loaded)."""
-    settings = options.settings or base_profile(options.profile)
+    default = agent_profile if options.graph == "agent" else base_profile
+    settings = options.settings or default(options.profile)
     update: dict[str, Any] = {"write_overlay": False}
     if options.prompts == "oracle":
         update["oracle_phrases"] = ()
     elif settings.oracle_phrases is not None:
         raise InputError("the settings fix oracle phrases: use --prompts oracle for the class-name prompts")
-    return PipelineSettings.model_validate(settings.model_copy(update=update).model_dump())
+    return type(settings).model_validate(settings.model_copy(update=update).model_dump())
 
 
 def _fingerprint(options: BenchmarkOptions, settings: PipelineSettings) -> dict[str, Any]:
@@ -221,7 +222,9 @@ def run_pending(
         registry, translator = _prepare_models(options, settings, registry, translator)
         summary.device = registry.device
         cache = DiskCache(options.cache_dir or default_cache_dir()) if options.cache else None
-        runner = ClipRunner(clips_dir, settings, options.prompts == "oracle", registry, translator, cache)
+        runner = ClipRunner(
+            clips_dir, settings, options.prompts == "oracle", registry, translator, cache, graph=options.graph
+        )
         for outcome in iterate_clips(runner, pending, options.workers):
             progress.update(outcome.status)
             summary.ran += 1

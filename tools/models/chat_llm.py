@@ -10,8 +10,8 @@ greedily (at most `max_new_tokens`), and parses the Qwen2.5 / Hermes tool-call f
     </tool_call>
 
 into AIMessage.tool_calls. A block that is not a JSON object with a name becomes an `invalid_tool_calls` entry, which
-the agent answers with an error message so that the next turn can correct it. Any checkpoint whose chat template
-takes `tools=` and that writes this format works (Qwen2.5 / Qwen3 Instruct, Hermes-style fine-tunes).
+the agent answers with an error message so that the next turn can correct it. Other checkpoints whose chat template
+takes `tools=` and which write this format (Hermes-style tool calling) work the same way.
 
 Faces (see ModelSpec, role "planner", family "qwen2_chat"): `real` loads a hub id or local folder with
 AutoModelForCausalLM + AutoTokenizer (bfloat16 on accelerators); `tiny` builds a seeded 2-layer Qwen2 with an
@@ -24,7 +24,7 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -218,7 +218,7 @@ class TransformersChatModel(BaseChatModel):
 
     def bind_tools(
         self,
-        tools: Sequence[dict[str, Any] | type | Any | BaseTool],
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
         *,
         tool_choice: str | None = None,
         parallel_tool_calls: bool | None = None,
@@ -262,6 +262,11 @@ class TransformersChatModel(BaseChatModel):
             # stay plain text: only the template's own markup may end a turn or open a call.
             sanitize_control_tokens=True,
         )
+        n_in = int(inputs["input_ids"].shape[1])
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if limit and n_in + self.max_new_tokens > limit:  # fail clearly: the agent then plans with its built-in policy
+            raise ValueError(f"a {n_in}-token prompt plus {self.max_new_tokens} new tokens exceed {self.model_id}'s "
+                             f"{limit} positions")  # fmt: skip
         with self._lock:
             new_tokens = self._new_tokens(inputs)
         eos = eos_token_ids(self.model, self.tokenizer)
@@ -272,7 +277,6 @@ class TransformersChatModel(BaseChatModel):
         message = parse_completion(text)
         if not self.parallel_tool_calls and len(message.tool_calls) > 1:
             message = message.model_copy(update={"tool_calls": message.tool_calls[:1]})
-        n_in = int(inputs["input_ids"].shape[1])
         n_out = len(new_tokens) if end is None else end + 1  # the end-of-turn token was generated too
         message.usage_metadata = {"input_tokens": n_in, "output_tokens": n_out, "total_tokens": n_in + n_out}
         message.response_metadata = {"model_name": self.model_id, "finish_reason": "length" if end is None else "stop"}

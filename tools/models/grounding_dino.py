@@ -276,6 +276,7 @@ class GroundingStats:
     dropped_labels: int = 0  # boxes whose label shared no content word with any requested phrase
     remapped_labels: int = 0  # boxes whose label was not exactly a requested phrase but mapped to one
     degenerate_boxes: int = 0  # boxes with zero width or height after clipping to the image
+    cached_items: int = 0  # captions answered from `output_cache` (no forward pass)
     seconds: float = 0.0
     captions: list[list[str]] = field(default_factory=list)
 
@@ -287,6 +288,22 @@ class _WorkItem:
     phrases: list[str]  # normalised phrases in this caption
     originals: list[str]  # the caller's spelling of each, returned in Detections.phrases
     canonical: list[str]  # each phrase as the tokenizer gives it back (unknown words -> [UNK])
+
+
+@dataclass(frozen=True)
+class RawOutput:
+    """The model's answer for one (image, caption), before thresholds: logits (Q, L) over the caption's L real
+    tokens, boxes (Q, 4) cxcywh in [0, 1], input_ids (L,), and `width`, the logits' full text width (max_text_len).
+
+    Logits past the caption's tokens are -inf in the model's output (its contrastive head masks them), so keeping
+    the first L columns and padding back with -inf reproduces the post-processing input exactly, at ~L/256 of the
+    memory (900 x 256 float32 = 0.9 MB per item untrimmed).
+    """
+
+    logits: torch.Tensor
+    boxes: torch.Tensor
+    input_ids: torch.Tensor
+    width: int
 
 
 class GroundingDinoGrounder:
@@ -308,6 +325,9 @@ class GroundingDinoGrounder:
         self.max_text_len = int(model.config.max_text_len)
         self.last_stats = GroundingStats()
         self.total_forward_passes = 0
+        # Optional LRU (tools.embedding_cache.LRUCache) of RawOutput per (image pixels, caption, input size):
+        # refine rounds that change only thresholds then cost post-processing only. None: no caching.
+        self.output_cache = None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -338,23 +358,21 @@ class GroundingDinoGrounder:
 
         found: list[list[tuple[np.ndarray, float, str]]] = [[] for _ in images]
         rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
-        for lo in range(0, len(items), self.batch_size):
-            batch = items[lo : lo + self.batch_size]
-            results = self._forward([rgb[it.image_index] for it in batch], batch, box_threshold, text_threshold)
-            stats.forward_passes += 1
-            for item, result in zip(batch, results, strict=True):
-                width, height = rgb[item.image_index].size
-                for box, score, label in zip(
-                    result["boxes"].tolist(), result["scores"].tolist(), result["text_labels"], strict=True
-                ):
-                    phrase = self._label_to_phrase(label, item, stats)
-                    if phrase is None:
-                        continue
-                    clipped = np.clip(np.asarray(box, dtype=np.float32), 0, [width, height, width, height])
-                    if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
-                        stats.degenerate_boxes += 1
-                        continue
-                    found[item.image_index].append((clipped, float(score), phrase))
+        raw = self._raw_outputs(rgb, items, stats)
+        for item, output in zip(items, raw, strict=True):
+            width, height = rgb[item.image_index].size
+            result = self._post_process(output, (height, width), box_threshold, text_threshold)
+            for box, score, label in zip(
+                result["boxes"].tolist(), result["scores"].tolist(), result["text_labels"], strict=True
+            ):
+                phrase = self._label_to_phrase(label, item, stats)
+                if phrase is None:
+                    continue
+                clipped = np.clip(np.asarray(box, dtype=np.float32), 0, [width, height, width, height])
+                if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+                    stats.degenerate_boxes += 1
+                    continue
+                found[item.image_index].append((clipped, float(score), phrase))
 
         out = []
         for index, hits in enumerate(found):
@@ -404,10 +422,55 @@ class GroundingDinoGrounder:
         ]
         return _WorkItem(image_index, build_caption(phrases), phrases, [originals[p] for p in phrases], canonical)
 
-    def _forward(
-        self, images: list[Image.Image], batch: list[_WorkItem], box_threshold: float, text_threshold: float
-    ) -> list[dict]:
-        """One post-processed result per work item: boxes (n, 4) xyxy px, scores (n,), text_labels."""
+    def _raw_outputs(self, rgb: list[Image.Image], items: list[_WorkItem], stats: GroundingStats) -> list[RawOutput]:
+        """One RawOutput per work item: from `output_cache` where present, the rest forwarded in batches of
+        `batch_size` (in item order, so without a cache the batches are exactly those of an uncached run)."""
+        cache = self.output_cache
+        keys: list[tuple | None] = [None] * len(items)
+        outputs: list[RawOutput | None] = [None] * len(items)
+        if cache is not None:
+            # Local import: tools.embedding_cache imports tools.frames, which this model module has no need of.
+            from tools.embedding_cache import image_digest
+
+            digests: dict[int, str] = {}
+            size = tuple(sorted(dict(self.processor.image_processor.size).items()))
+            for pos, item in enumerate(items):
+                if item.image_index not in digests:
+                    digests[item.image_index] = image_digest(rgb[item.image_index])
+                keys[pos] = (digests[item.image_index], item.caption, size, str(self.dtype))
+                outputs[pos] = cache.get(keys[pos])
+            stats.cached_items = sum(o is not None for o in outputs)
+        todo = [pos for pos, out in enumerate(outputs) if out is None]
+        for lo in range(0, len(todo), self.batch_size):
+            chunk = todo[lo : lo + self.batch_size]
+            batch = [items[pos] for pos in chunk]
+            fresh = self._forward([rgb[it.image_index] for it in batch], batch)
+            stats.forward_passes += 1
+            for pos, output in zip(chunk, fresh, strict=True):
+                outputs[pos] = output
+                if cache is not None:
+                    cache.put(keys[pos], output)
+        return outputs  # type: ignore[return-value]
+
+    def _post_process(
+        self, output: RawOutput, size_hw: tuple[int, int], box_threshold: float, text_threshold: float
+    ) -> dict:
+        """The processor's post-processing of one item: boxes (n, 4) xyxy px of `size_hw`, scores (n,), text_labels.
+        Per item equals batched: the processor loops over the batch and reads only that row's input_ids."""
+        queries, tokens = output.logits.shape
+        logits = torch.full((1, queries, output.width), float("-inf"), dtype=output.logits.dtype)
+        logits[0, :, :tokens] = output.logits
+        raw = SimpleNamespace(logits=logits, pred_boxes=output.boxes[None])
+        return self.processor.post_process_grounded_object_detection(
+            raw,
+            output.input_ids[None],
+            threshold=box_threshold,
+            text_threshold=text_threshold,
+            target_sizes=[size_hw],
+        )[0]
+
+    def _forward(self, images: list[Image.Image], batch: list[_WorkItem]) -> list[RawOutput]:
+        """One forward pass over (images[i], batch[i].caption) pairs; the raw output of each, on CPU in float32."""
         inputs = self.processor(
             images=images,
             text=[it.caption for it in batch],
@@ -417,20 +480,18 @@ class GroundingDinoGrounder:
             max_length=self.max_text_len,
         )
         input_ids = inputs["input_ids"]
+        lengths = inputs["attention_mask"].sum(dim=1).tolist()  # right padding: real tokens come first
         inputs = inputs.to(self.device)
         inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         with torch.inference_mode():
             outputs = self.model(**inputs)
         # Post-process on CPU in float32 whatever the model's dtype; the processor reads only these two fields.
-        raw = SimpleNamespace(logits=outputs.logits.float().cpu(), pred_boxes=outputs.pred_boxes.float().cpu())
-        results = self.processor.post_process_grounded_object_detection(
-            raw,
-            input_ids,
-            threshold=box_threshold,
-            text_threshold=text_threshold,
-            target_sizes=[(im.height, im.width) for im in images],
-        )
-        return results
+        logits, boxes = outputs.logits.float().cpu(), outputs.pred_boxes.float().cpu()
+        # clone(): a row slice would keep the whole batch's tensor alive inside the cache.
+        return [
+            RawOutput(logits[i, :, :n].clone(), boxes[i].clone(), input_ids[i, :n].clone(), logits.shape[-1])
+            for i, n in enumerate(lengths)
+        ]
 
     @staticmethod
     def _label_to_phrase(label: str, item: _WorkItem, stats: GroundingStats) -> str | None:

@@ -77,7 +77,7 @@ def ensure_weights_available(spec: ModelSpec) -> None:
     how = (
         f"download it where the hub is reachable (`hf download {spec.model_id}`) into HF_HOME "
         f"(now {os.environ.get('HF_HOME', '~/.cache/huggingface')}), or pass a local folder "
-        f"with --{spec.role} PATH"
+        f"with {'--planner local:PATH' if spec.role == 'planner' else f'--{spec.role} PATH'}"
     )
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
         raise ModelUnavailableError(

@@ -63,7 +63,7 @@ def tiny_config() -> Sam2Config:
     return Sam2Config(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
 
 
-def random_config(model_id: str = "facebook/sam2.1-hiera-tiny") -> Sam2Config:
+def random_config(model_id: str = "facebook/sam2.1-hiera-tiny", image_size: int = 1024) -> Sam2Config:
     """sam2.1-hiera-tiny, written out so no file is needed.
 
     Sources: Meta's configs/sam2.1/sam2.1_hiera_t.yaml (Hiera embed_dim 96, num_heads 1, stages 1-2-7-2,
@@ -73,14 +73,20 @@ def random_config(model_id: str = "facebook/sam2.1-hiera-tiny") -> Sam2Config:
     8 heads, MLP 2048, 3 multimask outputs, IoU head 3 x 256, dynamic multimask via stability 0.05 / 0.98). These
     equal the Sam2*Config defaults of transformers 5.24, which document them as sam2.1-hiera-tiny. Other sizes
     (small, base-plus, large) are not written out: ask for them with the real face.
+
+    `image_size` (px, a multiple of 64) other than 1024 scales the input and every feature map with it, for cheaper
+    cost runs (e.g. evals.bench --quick); the weights' shapes do not depend on it.
     """
+    if image_size % 64:
+        raise InputError(f"SAM2 image_size must be a multiple of 64 px, got {image_size}")
+    side = image_size
     name = model_id.lower()
     if any(size in name for size in ("small", "base", "large")):
         raise InputError(f"segmenter face 'random' builds sam2.1-hiera-tiny only, not '{model_id}'")
     backbone = Sam2HieraDetConfig(
         hidden_size=96,
         num_attention_heads=1,
-        image_size=[1024, 1024],
+        image_size=[side, side],
         patch_kernel_size=[7, 7],
         patch_stride=[4, 4],
         patch_padding=[3, 3],
@@ -96,12 +102,12 @@ def random_config(model_id: str = "facebook/sam2.1-hiera-tiny") -> Sam2Config:
     vision = Sam2VisionConfig(
         backbone_config=backbone,
         backbone_channel_list=[768, 384, 192, 96],
-        backbone_feature_sizes=[[256, 256], [128, 128], [64, 64]],
+        backbone_feature_sizes=[[side // 4, side // 4], [side // 8, side // 8], [side // 16, side // 16]],
         fpn_hidden_size=256,
         fpn_top_down_levels=[2, 3],
         num_feature_levels=3,
     )
-    prompt = Sam2PromptEncoderConfig(hidden_size=256, image_size=1024, patch_size=16, mask_input_channels=16)
+    prompt = Sam2PromptEncoderConfig(hidden_size=256, image_size=side, patch_size=16, mask_input_channels=16)
     decoder = Sam2MaskDecoderConfig(
         hidden_size=256,
         mlp_dim=2048,
@@ -137,8 +143,8 @@ def build_tiny() -> tuple[Sam2Model, Sam2Processor]:
     return _seeded_model(tiny_config()), _processor(TINY_IMAGE_SIZE)
 
 
-def build_random(model_id: str) -> tuple[Sam2Model, Sam2Processor]:
-    return _seeded_model(random_config(model_id)), _processor(1024)
+def build_random(model_id: str, image_size: int = 1024) -> tuple[Sam2Model, Sam2Processor]:
+    return _seeded_model(random_config(model_id, image_size)), _processor(image_size)
 
 
 @dataclass(frozen=True)
