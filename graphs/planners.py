@@ -154,10 +154,14 @@ def refine(state: dict[str, Any], settings: AgentSettings) -> tuple[str, dict[st
     reasons = []
 
     unsupported = [(f["frame_index"], f["phrase"]) for f in last["findings"] if f["problem"] == "unsupported_phrase"]
+    dropped: dict[str, list[int]] = {}
     for frame, phrase in unsupported:
         if frame is not None and phrase in phrases[frame] and len(phrases[frame]) > 1:
             phrases[frame].remove(phrase)
-            reasons.append(f"drop '{phrase}' in frame {frame}: the audio does not support it")
+            dropped.setdefault(phrase, []).append(frame)
+    if dropped:
+        listed = ", ".join(f"'{p}' (frames {', '.join(map(str, frames))})" for p, frames in dropped.items())
+        reasons.append(f"drop {listed}: the audio does not support them")
     if "area_jump" in problems:
         union = list(dict.fromkeys(p for frame in phrases for p in frame))
         phrases = [union for _ in phrases]
