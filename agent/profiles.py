@@ -50,7 +50,11 @@ MODEL_TYPE_FAMILY = {
     "qwen2_5_vl": "qwen2_5_vl",
 }
 
-PROFILE_NAMES = ("paper", "default", "tiny")
+SAM3_ID = "facebook/sam3"
+SAM3_DETECTION_THRESHOLD = 0.5
+"""SAM 3's own default detection threshold; its scores are not GroundingDINO's, so the paper's 0.25 does not carry."""
+
+PROFILE_NAMES = ("paper", "default", "sam3", "tiny")
 LOCAL_PLANNER_FAMILY = "qwen2_chat"  # tools.models.chat_llm: any chat template that takes tools= and writes <tool_call>
 
 
@@ -93,6 +97,17 @@ def base_profile(name: str) -> PipelineSettings:
             grounder=_real("grounder", "IDEA-Research/grounding-dino-tiny"),
             segmenter=_real("segmenter", "facebook/sam2.1-hiera-small"),
         )
+    if name == "sam3":
+        # SAM 3 takes the phrases as text prompts and returns instance masks: it fills both vision roles.
+        sam3 = ModelSpec(role="grounder", family="sam3", model_id=SAM3_ID)
+        return base_profile("default").model_copy(
+            update={
+                "profile": name,
+                "grounder": sam3,
+                "segmenter": sam3.model_copy(update={"role": "segmenter"}),
+                "box_threshold": SAM3_DETECTION_THRESHOLD,
+            }
+        )
     if name == "tiny":
         # Random weights give near-uniform tag scores; a zero tag threshold lets every stage run on something.
         return PipelineSettings(
@@ -119,6 +134,7 @@ def agent_profile(name: str) -> AgentSettings:
     critic = {
         "paper": None,
         "default": _real("critic", "Qwen/Qwen2.5-VL-3B-Instruct"),
+        "sam3": _real("critic", "Qwen/Qwen2.5-VL-3B-Instruct"),
         "tiny": _tiny("critic", "qwen2_5_vl"),
     }[name]
     planner = "llm" if base.llm is not None else "builtin"
@@ -174,10 +190,18 @@ def _family_from_folder(role: Role, folder: Path) -> str:
     return family
 
 
+def propagator_for(settings: PipelineSettings) -> ModelSpec:
+    """The SAM2 video model matching the run's SAM2 image segmenter (same checkpoint and face)."""
+    segmenter = settings.segmenter
+    if segmenter.family != "sam2":
+        raise InputError("--segmentation propagate tracks with SAM2: it needs a SAM2 segmenter (not SAM 3)")
+    return ModelSpec(role="propagator", family="sam2_video", model_id=segmenter.model_id, face=segmenter.face)
+
+
 def with_random_weights(settings: PipelineSettings) -> PipelineSettings:
     """Every real model replaced by its real-size architecture with random weights (cost measurements)."""
     updates: dict[str, Any] = {}
-    for role in ("captioner", "tagger", "grounder", "segmenter", "critic"):
+    for role in ("captioner", "tagger", "grounder", "segmenter", "propagator", "critic"):
         if not hasattr(settings, role):
             continue
         spec: ModelSpec | None = getattr(settings, role)

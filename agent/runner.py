@@ -67,16 +67,24 @@ def build_translator(settings: PipelineSettings) -> Translator:
     return LexiconTranslator(min_tag_score=settings.lexicon_min_tag_score)
 
 
-def build_planner(settings: AgentSettings, registry: ModelRegistry | None = None) -> ChatPlanner | None:
+def _agent_planner(chat_model: Any, model_name: str) -> ChatPlanner:
+    return ChatPlanner(chat_model, AGENT_TOOLS, model_name)
+
+
+def build_planner(
+    settings: AgentSettings,
+    registry: ModelRegistry | None = None,
+    make: Callable[[Any, str], Any] = _agent_planner,
+) -> Any:
     """The LLM planner when the settings ask for one (None: the built-in policy plans): the local chat model
-    settings.planner_model names, from `registry` (a new one if none is given), else the OpenAI-compatible llm."""
+    settings.planner_model names, from `registry` (a new one if none is given), else the OpenAI-compatible llm.
+    `make(chat_model, model_name)` wraps the model: the agent's ChatPlanner by default (the chat passes its own)."""
     if settings.planner != "llm":
         return None
     if settings.planner_model is not None:
         spec = settings.planner_model
-        chat_model = (registry or ModelRegistry(settings.device)).get(spec)
-        return ChatPlanner(chat_model, AGENT_TOOLS, spec.model_id)
-    return ChatPlanner(_chat_model(settings.llm), AGENT_TOOLS, settings.llm.model)
+        return make((registry or ModelRegistry(settings.device)).get(spec), spec.model_id)
+    return make(_chat_model(settings.llm), settings.llm.model)
 
 
 def build_critic(settings: AgentSettings, registry: ModelRegistry) -> Critic:
@@ -144,10 +152,7 @@ def run_graph(
         device=registry.device,
         meaningful=settings.meaningful,
     )
-    for spec in settings.model_specs():
-        with tracer.span("model_load", spec.role, model=spec.model_id, face=spec.face, device=registry.device):
-            registry.get(spec)
-    context.progress("models", f"ready on {registry.device}: {_model_line(registry)}")
+    preload_models(settings, registry, tracer, context.progress)
     start = time.perf_counter()
     limit = settings.recursion_limit if isinstance(settings, AgentSettings) else RECURSION_LIMIT
     config = {"configurable": {"thread_id": THREAD_ID}, "recursion_limit": limit}
@@ -177,6 +182,16 @@ def run_graph(
         flagged=final.get("flagged"),
     )
     return state
+
+
+def preload_models(
+    settings: PipelineSettings, registry: ModelRegistry, tracer: TraceWriter, progress: Progress
+) -> None:
+    """Load every model the settings name (once per registry), each traced as a model_load record."""
+    for spec in settings.model_specs():
+        with tracer.span("model_load", spec.role, model=spec.model_id, face=spec.face, device=registry.device):
+            registry.get(spec)
+    progress("models", f"ready on {registry.device}: {_model_line(registry)}")
 
 
 def _model_line(registry: ModelRegistry) -> str:

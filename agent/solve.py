@@ -18,6 +18,7 @@ from agent.profiles import (
     base_profile,
     parse_model_arg,
     parse_planner_arg,
+    propagator_for,
     resolve_llm,
     with_random_weights,
 )
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the paper's OpenAVS* setting)")  # fmt: skip
     parser.add_argument("--box-threshold", type=float, help="GroundingDINO box threshold (paper: 0.25)")
     parser.add_argument("--text-threshold", type=float, help="GroundingDINO text threshold (default 0.25)")
+    parser.add_argument("--segmentation", default="image", choices=["image", "propagate"],
+                        help="image: every frame on its own (the paper); propagate: SAM2 video tracking from the "
+                        "best-grounded frame")  # fmt: skip
     parser.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
     parser.add_argument("--planner", metavar="{builtin,llm,local:MODEL}", help="agent planner: the built-in policy, "
                         "the --llm model, or a local transformers chat model (hub id, folder or tiny) with tool "
@@ -118,6 +122,8 @@ def settings_from_args(args: argparse.Namespace) -> PipelineSettings:
     updates["device"] = args.device
     updates["write_overlay"] = not args.no_overlay
     settings = settings.model_copy(update=updates)
+    if args.segmentation == "propagate":
+        settings = settings.model_copy(update={"segmentation": "propagate", "propagator": propagator_for(settings)})
     if args.weights == "random":
         settings = with_random_weights(settings)
     needs_llm = settings.oracle_phrases is None and settings.translator == "llm"

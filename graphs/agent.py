@@ -24,7 +24,7 @@ from langgraph.runtime import Runtime
 from graphs.agent_tools import AGENT_TOOLS, ToolInputError
 from graphs.context import AgentSettings, RunContext, run_context
 from graphs.pipeline import PipelineState, traced_stage
-from graphs.planners import BuiltinPlanner, PlannerTurn
+from graphs.planners import BuiltinPlanner, Planner, PlannerTurn
 from graphs.result import write_outputs
 from graphs.stages import load_clip, read_masks
 from prompts.planner import render_task
@@ -42,6 +42,8 @@ class AgentState(PipelineState, total=False):
     planner: str
     forced: str
     final: dict[str, Any]
+    round_base: int
+    """The round this invocation's budgets count from: 0 for one agent run; the chat sets it at each turn."""
 
 
 def _settings(ctx: RunContext) -> AgentSettings:
@@ -69,13 +71,17 @@ def prepare(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     }
 
 
+def _rounds_used(state: AgentState) -> int:
+    return state.get("round", 0) - state.get("round_base", 0)
+
+
 def _budget_exhausted(state: AgentState, ctx: RunContext) -> str | None:
     settings = _settings(ctx)
     if state.get("tool_calls_used", 0) >= settings.max_tool_calls:
         return f"tool-call budget of {settings.max_tool_calls} used"
     if time.monotonic() - ctx.started_at > settings.deadline_s:
         return f"deadline of {settings.deadline_s:.0f} s passed"
-    if state.get("round", 0) >= settings.max_rounds and state.get("critiqued"):
+    if _rounds_used(state) >= settings.max_rounds and state.get("critiqued"):
         return f"all {settings.max_rounds} rounds used"
     return None
 
@@ -86,20 +92,25 @@ def _finalize_call(reason: str) -> AIMessage:
 
 def plan(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """One planner turn: a single tool call (or finalize), traced as an llm_call record."""
-    ctx = run_context(runtime.context)
+    return plan_turn(state, run_context(runtime.context), BuiltinPlanner())
+
+
+def plan_turn(state: AgentState, ctx: RunContext, builtin: Planner, final_action: str = "finalize") -> dict[str, Any]:
+    """The plan node's work with `builtin` as the policy when no LLM plans (or the LLM fails); `final_action`
+    names a turn without a tool call in the trace (the chat graph reuses this with its own policy)."""
     settings = _settings(ctx)
     round_index = state.get("round", 0)
     exhausted = _budget_exhausted(state, ctx)
     if exhausted:
         ctx.tracer.emit("decision", "planner", round=round_index, action="finalize", reason=exhausted, forced=True)
         return {"messages": [_finalize_call(exhausted)], "forced": exhausted}
-    rounds_left = settings.max_rounds - round_index
+    rounds_left = settings.max_rounds - _rounds_used(state)
     calls_left = settings.max_tool_calls - state.get("tool_calls_used", 0)
     last = state["messages"][-1]
     if isinstance(last, ToolMessage) and last.status == "error":
         ctx.tracer.emit("error", last.name or "tool", round=round_index, error=str(last.content)[:500])
     update: dict[str, Any] = {}
-    planner = ctx.planner if state.get("planner", settings.planner) == "llm" else BuiltinPlanner()
+    planner = ctx.planner if state.get("planner", settings.planner) == "llm" else builtin
     try:
         turn = planner.next_turn(state, settings, rounds_left, calls_left)
     except Exception as err:  # the client already retried; any failure here hands over to the built-in policy
@@ -108,11 +119,11 @@ def plan(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx.tracer.emit("error", "planner", round=round_index, error=message)
         ctx.progress("plan", message)
         update.update(planner="builtin", warnings=[message])
-        turn = BuiltinPlanner().next_turn(state, settings, rounds_left, calls_left)
+        turn = builtin.next_turn(state, settings, rounds_left, calls_left)
     messages = _checked_messages(turn.message)
     _trace_turn(ctx, turn, round_index, messages[0])
     calls = messages[0].tool_calls
-    action = calls[0]["name"] if calls else "finalize"
+    action = calls[0]["name"] if calls else final_action
     ctx.tracer.emit("decision", "planner", round=round_index, action=action, reason=str(turn.message.content)[:500])
     ctx.progress("plan", f"round {round_index}: {action} {calls[0]['args'] if calls else ''}".rstrip())
     before = state.get("usage", {}).get("planner", {})
@@ -189,22 +200,13 @@ def finalize(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     settings = _settings(ctx)
     attempts = state.get("attempts", [])
     with traced_stage(ctx, "node", "finalize") as stage:
-        best = max(attempts, key=lambda a: (a["verdict"]["score"], a["round"])) if attempts else None
-        if best is not None:
-            masks_file, phrases, detections = best["masks_file"], best["phrases"], best["detections"]
-        else:
-            masks_file, phrases, detections = state.get("masks_file"), state.get("phrases"), state.get("detections")
-        frames = state["frames"]
-        masks = (
-            read_masks(masks_file) if masks_file else [FrameMasks(f["index"], f["height"], f["width"]) for f in frames]
-        )
-        phrases = phrases or [[] for _ in frames]
-        detections = detections or [Detections.empty(f["index"]).to_dict() for f in frames]
+        best = best_attempt(attempts)
+        masks, phrases, detections = answer_masks(state, best)
         last = state["messages"][-1]
         reason = (
             last.tool_calls[0]["args"].get("reason", "") if getattr(last, "tool_calls", None) else str(last.content)
         )
-        flagged = _flag(state, best)
+        flagged = flag_answer(state, best)
         final = {
             "graph": "agent",
             "planner": state.get("planner", settings.planner),
@@ -213,16 +215,7 @@ def finalize(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
             "flagged": flagged,
             "confidence": best["verdict"]["score"] if best else None,
             "best_round": best["round"] if best else None,
-            "rounds": [
-                {
-                    "round": a["round"],
-                    "phrases": a["phrases"],
-                    "grounding": a["grounding"],
-                    "verdict": a["verdict"],
-                    "findings": [f["detail"] for f in a["findings"]],
-                }
-                for a in attempts
-            ],
+            "rounds": rounds_summary(attempts),
             "tool_calls_used": state.get("tool_calls_used", 0),
         }
         outputs = write_outputs(
@@ -244,7 +237,40 @@ def finalize(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     }
 
 
-def _flag(state: AgentState, best: dict[str, Any] | None) -> str | None:
+def best_attempt(attempts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The best critiqued round (the latest of equal scores), or None when nothing was critiqued."""
+    return max(attempts, key=lambda a: (a["verdict"]["score"], a["round"])) if attempts else None
+
+
+def answer_masks(
+    state: AgentState, attempt: dict[str, Any] | None
+) -> tuple[list[FrameMasks], list[list[str]], list[dict[str, Any]]]:
+    """Masks, phrases and detections per frame of `attempt`, or of the latest state when it is None; frames with
+    nothing segmented get empty masks."""
+    source = attempt if attempt is not None else state
+    frames = state["frames"]
+    masks_file = source.get("masks_file")
+    masks = read_masks(masks_file) if masks_file else [FrameMasks(f["index"], f["height"], f["width"]) for f in frames]
+    phrases = source.get("phrases") or [[] for _ in frames]
+    detections = source.get("detections") or [Detections.empty(f["index"]).to_dict() for f in frames]
+    return masks, phrases, detections
+
+
+def rounds_summary(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each critiqued round as result.json reports it."""
+    return [
+        {
+            "round": a["round"],
+            "phrases": a["phrases"],
+            "grounding": a["grounding"],
+            "verdict": a["verdict"],
+            "findings": [f["detail"] for f in a["findings"]],
+        }
+        for a in attempts
+    ]
+
+
+def flag_answer(state: AgentState, best: dict[str, Any] | None) -> str | None:
     """Why the answer deserves less trust, or None."""
     if state.get("forced"):
         return f"stopped by budget: {state['forced']}"

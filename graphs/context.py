@@ -64,12 +64,22 @@ class PipelineSettings(BaseModel):
     silence_dbfs: float = -60.0
     device: str | None = None
     write_overlay: bool = True
+    segmentation: Literal["image", "propagate"] = Field(
+        "image",
+        description="image: every frame on its own (the paper); propagate: SAM2 video tracking from the "
+        "best-grounded frame, forward and backward, re-grounding frames where the track drifts",
+    )
+    propagator: ModelSpec | None = Field(default=None, description="SAM2 video model for segmentation=propagate")
+    embedding_cache: int = Field(
+        64, ge=0, description="frames whose image embeddings are kept across refine rounds (0: off)"
+    )
 
     def model_specs(self) -> list[ModelSpec]:
         """The models this run will load, in pipeline order."""
         needs_audio_models = self.oracle_phrases is None
         specs = [self.captioner, self.tagger] if needs_audio_models else []
-        return [s for s in [*specs, self.grounder, self.segmenter] if s is not None]
+        tracker = [self.propagator] if self.segmentation == "propagate" else []
+        return [s for s in [*specs, self.grounder, self.segmenter, *tracker] if s is not None]
 
     @property
     def meaningful(self) -> bool:
@@ -96,6 +106,8 @@ class RunContext:
     """Agent only: the LLM planner (graphs.planners.ChatPlanner) when settings.planner is "llm"."""
     critic: Any = None
     """Agent only: the critic (tools.critic.Critic) that checks masks."""
+    segmenter: Any = None
+    """The image segmenter wrapped with this run's embedding cache, made on first use (graphs.stages)."""
     started_at: float = field(default_factory=time.monotonic)
     """When this invocation started (monotonic s), for the wall-clock deadline."""
 

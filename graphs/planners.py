@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AnyMessage, SystemMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, SystemMessage, message_chunk_to_message
 
 from graphs.context import AgentSettings
 from prompts.planner import render_system_prompt
@@ -64,23 +65,50 @@ def render_messages(messages: list[AnyMessage]) -> list[dict[str, str]]:
 
 
 class ChatPlanner:
-    """A tool-calling chat model as the planner. Transport retries belong to the model's client (one layer)."""
+    """A tool-calling chat model as the planner. Transport retries belong to the model's client (one layer).
+
+    `on_token`, when set, receives the answer's text as it streams (the model is then called with `stream`);
+    subclasses change what the model is shown by overriding `prompt_messages` (graphs/chat_planner.py does).
+    """
 
     name = "llm"
 
-    def __init__(self, chat_model: BaseChatModel, tools: list[Any], model_name: str) -> None:
+    def __init__(
+        self,
+        chat_model: BaseChatModel,
+        tools: list[Any],
+        model_name: str,
+        on_token: Callable[[str], None] | None = None,
+    ) -> None:
         try:
             self.bound = chat_model.bind_tools(tools, parallel_tool_calls=False)
         except TypeError:  # models whose bind_tools takes no parallel_tool_calls
             self.bound = chat_model.bind_tools(tools)
         self.model_name = model_name
+        self.on_token = on_token
+
+    def prompt_messages(self, state: dict[str, Any], rounds_left: int, calls_left: int) -> list[AnyMessage]:
+        """What the model is shown: the system prompt, then the run's messages."""
+        return [SystemMessage(render_system_prompt(rounds_left, calls_left)), *state["messages"]]
+
+    def _respond(self, messages: list[AnyMessage]) -> AIMessage:
+        if self.on_token is None:
+            return self.bound.invoke(messages)
+        merged: AIMessageChunk | None = None
+        for chunk in self.bound.stream(messages):
+            if chunk.text:
+                self.on_token(chunk.text)
+            merged = chunk if merged is None else merged + chunk
+        if merged is None:
+            raise RuntimeError("the chat model streamed no answer")
+        return message_chunk_to_message(merged)
 
     def next_turn(
         self, state: dict[str, Any], settings: AgentSettings, rounds_left: int, calls_left: int
     ) -> PlannerTurn:
-        messages = [SystemMessage(render_system_prompt(rounds_left, calls_left)), *state["messages"]]
+        messages = self.prompt_messages(state, rounds_left, calls_left)
         start = time.perf_counter()
-        response = self.bound.invoke(messages)
+        response = self._respond(messages)
         usage = response.usage_metadata or {}
         return PlannerTurn(
             message=response,

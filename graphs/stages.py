@@ -16,10 +16,13 @@ from prompts.translate import PROMPT_VERSION
 from tools.audio import describe_audio, tag_audio
 from tools.cache import DiskCache, array_digest
 from tools.datamodel import Detections, FrameMasks
+from tools.embedding_cache import with_detection_cache, with_embedding_cache
+from tools.errors import InputError
 from tools.frames import FrameRef, extract_frames, frame_refs_from_files
 from tools.grounding import ground_frames
 from tools.media import audio_rms_dbfs, decode_audio, probe_clip
-from tools.models.base import AudioCaptioner, AudioTagger
+from tools.models.base import AudioCaptioner, AudioTagger, Segmenter
+from tools.propagation import best_seed_frame, drift_frames, propagate_detections
 from tools.runfiles import read_json, write_json_atomic
 from tools.sampling import parse_frame_strategy, select_timestamps
 from tools.segmentation import segment_frames
@@ -197,7 +200,8 @@ def ground_phrases(
     text_threshold: float,
 ) -> list[dict[str, Any]]:
     """Detections (as dicts) per frame for its phrases, in original pixels."""
-    grounder = ctx.registry.get(ctx.settings.grounder)
+    # Raw detector outputs are kept per (picture, caption): a refine round that only changes thresholds reuses them.
+    grounder = with_detection_cache(ctx.registry.get(ctx.settings.grounder))
     detections = ground_frames(
         grounder, frame_refs(frames), phrases, box_threshold, text_threshold, ctx.settings.model_max_side
     )
@@ -207,11 +211,51 @@ def ground_phrases(
 def segment_detections(
     ctx: RunContext, frames: list[dict[str, Any]], detections: list[dict[str, Any]], masks_file: Path
 ) -> list[dict[str, Any]]:
-    """Masks for every detection, written to `masks_file` as FrameMasks dicts (COCO RLE); returns the dicts."""
-    segmenter = ctx.registry.get(ctx.settings.segmenter)
+    """Masks for every detection, written to `masks_file` as FrameMasks dicts (COCO RLE); returns the dicts.
+
+    Image mode segments every frame on its own (the paper); propagate mode tracks the best-grounded frame's
+    objects through the clip with SAM2's video model and re-segments, from their own boxes, the frames where the
+    track drifted (an object vanished, a full-frame mask, a jumping area).
+    """
+    refs = frame_refs(frames)
     dets = [Detections.from_dict(d) for d in detections]
-    masks = [m.to_dict() for m in segment_frames(segmenter, frame_refs(frames), dets, ctx.settings.model_max_side)]
-    write_json_atomic(masks_file, masks)
+    if ctx.settings.segmentation == "propagate":
+        masks = _propagated_masks(ctx, refs, dets)
+    else:
+        masks = list(segment_frames(image_segmenter(ctx), refs, dets, ctx.settings.model_max_side))
+    dicts = [m.to_dict() for m in masks]
+    write_json_atomic(masks_file, dicts)
+    return dicts
+
+
+def image_segmenter(ctx: RunContext) -> Segmenter:
+    """The run's image segmenter, with its image embeddings kept across refine rounds when it can reuse them."""
+    if ctx.segmenter is None:
+        segmenter = ctx.registry.get(ctx.settings.segmenter)
+        capacity = ctx.settings.embedding_cache
+        ctx.segmenter = with_embedding_cache(segmenter, capacity) if capacity else segmenter
+    return ctx.segmenter
+
+
+def _propagated_masks(ctx: RunContext, refs: list[FrameRef], dets: list[Detections]) -> list[FrameMasks]:
+    settings = ctx.settings
+    seed_index = best_seed_frame(dets)
+    if seed_index is None:
+        return [FrameMasks(ref.index, ref.height, ref.width) for ref in refs]
+    if settings.propagator is None:
+        raise InputError("segmentation 'propagate' needs a propagator model (a SAM2 video model)")
+    seed = next(d for d in dets if d.frame_index == seed_index)
+    with ctx.tracer.span("model_call", "propagator", model=settings.propagator.model_id, seed_frame=seed_index) as call:
+        tracked = propagate_detections(ctx.registry.get(settings.propagator), refs, seed, settings.model_max_side)
+        by_index = {m.frame_index: m for m in tracked}
+        masks = [by_index[ref.index] for ref in refs]
+        # Re-check after each repair: an area "jump" next to a vanished object is gone once the object is back.
+        regrounded: list[int] = []
+        while drifted := [k for k in drift_frames(masks) if len(dets[k]) and k not in regrounded and k != seed_index]:
+            k = drifted[0]
+            [masks[k]] = segment_frames(image_segmenter(ctx), [refs[k]], [dets[k]], settings.model_max_side)
+            regrounded.append(k)
+        call.update(frames=len(refs), regrounded=sorted(regrounded))
     return masks
 
 

@@ -10,7 +10,9 @@ the model's own input size). A frame file rewritten in place (e.g. `sample_frame
 mtime/size and so misses. Callers holding only an image (no file) are keyed by a digest of its pixels instead.
 
 Wire it in with `with_embedding_cache(segmenter, capacity)`, e.g.
-`registry.install(spec, with_embedding_cache(registry.get(spec), 16))`.
+`registry.install(spec, with_embedding_cache(registry.get(spec), 16))`. `with_detection_cache(grounder, capacity)`
+turns on the matching cache of GroundingDINO's raw outputs (tools/models/grounding_dino.py `output_cache`), so that
+refine rounds which change only thresholds cost post-processing only.
 """
 
 from __future__ import annotations
@@ -198,3 +200,16 @@ def with_embedding_cache(segmenter: Segmenter, capacity: int = DEFAULT_CAPACITY)
     if not separable:
         return segmenter
     return CachingSegmenter(segmenter, EmbeddingCache(capacity))  # type: ignore[arg-type]
+
+
+DEFAULT_DETECTION_CAPACITY = 1024
+"""Raw GroundingDINO outputs kept: ~36 KB each (900 queries x ~10 caption tokens float32 + boxes), ~40 MB in all."""
+
+
+def with_detection_cache(grounder: Any, capacity: int = DEFAULT_DETECTION_CAPACITY) -> Any:
+    """Give `grounder` an LRU of raw outputs per (image pixels, caption, input size) when it supports one
+    (GroundingDinoGrounder.output_cache); returns the same object. Others (scripted fakes) are left alone; a grounder
+    that already has a cache keeps it."""
+    if hasattr(grounder, "output_cache") and grounder.output_cache is None:
+        grounder.output_cache = LRUCache(capacity)
+    return grounder

@@ -114,7 +114,9 @@ def drift_findings(masks: Sequence[FrameMasks], thresholds: CheckThresholds | No
     asked = tuple(dict.fromkeys(obj.phrase for frame in frames for obj in frame.objects))
     findings = run_checks(frames, [asked] * len(frames), [], [], thresholds)
     tiny_at = {(f.frame_index, f.phrase) for f in findings if f.problem is Problem.TINY_MASK}
-    visible = {obj.phrase for frame in frames for obj in frame.objects if (frame.frame_index, obj.phrase) not in tiny_at}
+    visible = {
+        obj.phrase for frame in frames for obj in frame.objects if (frame.frame_index, obj.phrase) not in tiny_at
+    }
     return [
         f
         for f in findings

@@ -14,6 +14,8 @@ has the trace up to the crash. The kinds and their fields:
 - critique: verdict {ok, score, problems, suggestion, source}, findings (deterministic checks), images
 - decision: action, reason (what the planner chose next and why)
 - cache_hit, warning, error: key / message
+- chat_turn: turn, text (the user's line, as data), request (the built-in handler's reading of it), planner
+- chat_answer: turn, text (the answer shown to the user)
 - run_end: status (ok, failed, budget_exhausted), best_round, flagged
 """
 

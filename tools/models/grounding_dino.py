@@ -327,6 +327,9 @@ class GroundingDinoGrounder:
         self.total_forward_passes = 0
         # Optional LRU (tools.embedding_cache.LRUCache) of RawOutput per (image pixels, caption, input size):
         # refine rounds that change only thresholds then cost post-processing only. None: no caching.
+        # Text features are not cached on their own: GroundingDinoModel.forward always runs its BERT on input_ids
+        # (no argument takes precomputed features), and BERT over a ~10-token caption is 2-5% of a forward
+        # (evals.bench reports the share), not worth patching the model's submodules for.
         self.output_cache = None
 
     @property

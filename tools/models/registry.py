@@ -28,6 +28,8 @@ LOADERS: dict[tuple[str, str], str] = {
     ("text_segmenter", "sam3"): "tools.models.sam3:load_sam3",
     ("critic", "qwen2_5_vl"): "tools.models.critics:load_qwen2_5_vl",
     ("planner", "qwen2_chat"): "tools.models.chat_llm:load_qwen2_chat",
+    ("grounder", "sam3"): "tools.models.sam3_roles:load_sam3_grounder",
+    ("segmenter", "sam3"): "tools.models.sam3_roles:load_sam3_segmenter",
 }
 
 HUB_PROBE_TIMEOUT_S = 10.0

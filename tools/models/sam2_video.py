@@ -5,15 +5,17 @@ Sam2VideoProcessor; `tiny` builds a small seeded model with a 128 px processor i
 Hiera, widened where the memory path needs it); `random` builds the real sam2.1-hiera-tiny architecture with random
 weights (cost measurements).
 
-Frames STREAM through transformers' streaming session API (no video given to init_video_session; each frame is
-passed to the model's forward as it comes). transformers keeps every streamed frame and every per-frame output in
-the session, so after each frame this adapter drops what SAM2 can no longer read (see `Sam2VideoPropagator`):
-memory held is bounded by the model's memory window, not by the video's length.
+Frames STREAM: each is decoded, preprocessed and added to the inference session only when it is tracked, and the
+session is a transformers Sam2VideoInferenceSession that is told the clip's length up front (so results equal
+transformers' whole-video API, see `_ClipSession`). transformers keeps every added frame and every per-frame
+output in the session, so after each frame this adapter drops what SAM2 can no longer read (see
+`Sam2VideoPropagator`): memory held is bounded by the model's memory window, not by the video's length.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -132,7 +134,8 @@ def build_random(model_id: str) -> tuple[Sam2VideoModel, Sam2VideoProcessor]:
 @dataclass
 class PropagationStats:
     """Running counters over all propagate() calls: frames produced, seconds in the model (load + forward +
-    post-processing), and the most tensor bytes / pixel frames an inference session held after any frame."""
+    post-processing), and the most tensor bytes / pixel frames an inference session held (measured right after
+    each frame's forward, before pruning)."""
 
     frames: int = 0
     seconds: float = 0.0
@@ -152,7 +155,9 @@ class Sam2VideoPropagator:
       S/16 grid) and, for the frames within P of the current frame or of the seed frame (the backward pass reads the
       forward pass's frames next to the seed, as Meta's predictor does), their object pointers; those within M also
       keep their memory features. Everything else (high-res masks, tracked low-res masks, older frames) is dropped.
-    So a session holds at most about 2 P pointers and 2 M memories per object: some MB per object on real faces.
+    So a session holds at most about 2 P pointers and 2 M memories per object. Real faces: about 100 MB fixed (one
+    frame's pixels and cached multi-scale features with their position encodings) plus about 1.5 MB per object per
+    kept memory frame (64 x 64 x 64 bf16 features + float32 position encoding), i.e. <= ~25 MB per object.
     The caller receives masks at original size frame by frame and decides what to keep.
     """
 
@@ -199,24 +204,34 @@ class Sam2VideoPropagator:
         ids = [int(i) for i in obj_ids]
         if len(ids) != len(boxes) or len(set(ids)) != len(ids):
             raise ValueError(f"need {len(boxes)} distinct obj_ids for {len(boxes)} boxes, got {ids}")
+        # Checked above, run below: bad prompts fail at the call, not at the first next().
+        return self._track(refs, seed_pos, boxes, ids, max_side)
+
+    def _track(
+        self, refs: list[FrameRef], seed_pos: int, boxes: np.ndarray, ids: list[int], max_side: int | None
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         if not ids:
             for ref in refs:
                 yield ref.index, np.zeros((0, ref.height, ref.width), bool), np.zeros((0,), np.float32)
             return
         seed = refs[seed_pos]
-        session = self.processor.init_video_session(inference_device=self.device, dtype=self.dtype)
+        session = _ClipSession(len(refs), inference_device=self.device, dtype=self.dtype)
         # Boxes are normalised by the seed frame's ORIGINAL size; the decoded (maybe downscaled) frame keeps its
         # aspect ratio and is resized to S x S by the processor, so the prompt lands on the same pixels.
         self.processor.add_inputs_to_inference_session(
-            session, frame_idx=seed_pos, obj_ids=ids, input_boxes=[boxes.tolist()], original_size=(seed.height, seed.width)
+            session,
+            frame_idx=seed_pos,
+            obj_ids=ids,
+            input_boxes=[boxes.tolist()],
+            original_size=(seed.height, seed.width),
         )
         forward = [(pos, False) for pos in range(seed_pos, len(refs))]
         backward = [(pos, True) for pos in range(seed_pos - 1, -1, -1)]
         for pos, reverse in forward + backward:
             masks, scores = self._step(session, refs[pos], pos, reverse, max_side)
+            self._record(session)  # before pruning: the most the session holds at any time
             if self.prune:
                 _release(session, pos, seed_pos, self.model.config)
-            self._record(session)
             yield refs[pos].index, masks, scores
 
     def _step(
@@ -227,10 +242,12 @@ class Sam2VideoPropagator:
         image, _ = load_frame(ref, max_side)
         pixels = self.processor(images=image, return_tensors="pt")["pixel_values"][0]
         del image  # the decoded frame is not needed past preprocessing: at most one is alive at a time
+        session.add_new_frame(pixels, pos)
         with torch.inference_mode(), self._autocast():
-            out = self.model(
-                inference_session=session, frame=pixels.to(self.device, self.dtype), frame_idx=pos, reverse=reverse
-            )
+            # Not transformers' `frame=` streaming call: that one normalises object-pointer time offsets by 16
+            # frames whatever the clip's length, while Meta's predictor (and transformers with a whole video) uses
+            # min(clip length, 16). Adding the frame ourselves and naming its index runs the whole-video code path.
+            out = self.model(inference_session=session, frame_idx=pos, reverse=reverse)
         # pred_masks (N, 1, S/4, S/4) logits -> (N, H, W) bool at the frame's original size (threshold 0).
         low_res = out.pred_masks.float().cpu()
         masks = self.processor.post_process_masks([low_res], [[ref.height, ref.width]])[0][:, 0].numpy()
@@ -241,12 +258,30 @@ class Sam2VideoPropagator:
 
     def _record(self, session: Sam2VideoInferenceSession) -> None:
         self.stats.peak_session_bytes = max(self.stats.peak_session_bytes, session_bytes(session))
-        self.stats.peak_session_frames = max(self.stats.peak_session_frames, len(session.processed_frames or {}))
+        self.stats.peak_session_frames = max(self.stats.peak_session_frames, len(session.processed_frames))
+
+
+class _ClipSession(Sam2VideoInferenceSession):
+    """An inference session fed one frame at a time that still knows the clip's length.
+
+    transformers reads the video's length as the number of frames the session holds; this session holds one (or,
+    unpruned, those seen so far), so the length is given up front. It bounds object-pointer look-back (frames past
+    either end do not exist) and its time normalisation, exactly as when the whole video is given.
+    """
+
+    def __init__(self, num_frames: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._clip_length = num_frames
+        self.processed_frames = {}
+
+    @property
+    def num_frames(self) -> int:
+        return self._clip_length
 
 
 def _seed_position(refs: Sequence[FrameRef], seed_frame: int) -> int:
     indices = [ref.index for ref in refs]
-    if any(b <= a for a, b in zip(indices, indices[1:], strict=False)):
+    if any(b <= a for a, b in itertools.pairwise(indices)):
         raise ValueError("frames must be in strictly increasing FrameRef.index order")
     if seed_frame not in indices:
         raise ValueError(f"seed frame {seed_frame} is not among the frames {indices[:3]}...{indices[-3:]}")
@@ -293,27 +328,24 @@ def _drop(entry: dict, keys: Sequence[str]) -> None:
 def session_bytes(session: Sam2VideoInferenceSession) -> int:
     """Bytes of the distinct tensor storages an inference session references (frames, cache, inputs, outputs)."""
     storages: dict[int, int] = {}
-
-    def visit(value: Any) -> None:
+    # An explicit stack, not a recursive closure: a closure naming itself is a reference cycle that would keep
+    # this walk's objects alive until the next full garbage collection.
+    stack: list[Any] = [
+        session.processed_frames,
+        session.cache._vision_features,
+        session.point_inputs_per_obj,
+        session.mask_inputs_per_obj,
+        session.output_dict_per_obj,
+    ]
+    while stack:
+        value = stack.pop()
         if isinstance(value, torch.Tensor):
             storage = value.untyped_storage()
             storages[storage.data_ptr()] = storage.nbytes()
         elif isinstance(value, dict):
-            for item in value.values():
-                visit(item)
+            stack.extend(value.values())
         elif isinstance(value, list | tuple):
-            for item in value:
-                visit(item)
-
-    visit(
-        [
-            session.processed_frames,
-            session.cache._vision_features,
-            session.point_inputs_per_obj,
-            session.mask_inputs_per_obj,
-            session.output_dict_per_obj,
-        ]
-    )
+            stack.extend(value)
     return sum(storages.values())
 
 

@@ -262,10 +262,12 @@ def _instances(phrase: str, result: dict[str, torch.Tensor]) -> list[TextInstanc
     boxes = result["boxes"].float().cpu().numpy()
     masks = result["masks"].cpu().numpy().astype(bool)
     order = np.argsort(-scores, kind="stable")
-    return [
-        TextInstance(phrase, masks[i], float(scores[i]), tuple(float(v) for v in boxes[i]))  # type: ignore[arg-type]
-        for i in order
-    ]
+    return [TextInstance(phrase, masks[i], float(scores[i]), _box(boxes[i])) for i in order]
+
+
+def _box(row: np.ndarray) -> tuple[float, float, float, float]:
+    x0, y0, x1, y1 = (float(v) for v in row)
+    return (x0, y0, x1, y1)
 
 
 def load_sam3(spec: ModelSpec, device: str) -> Sam3TextSegmenter:

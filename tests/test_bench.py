@@ -1,0 +1,149 @@
+"""Caching (SAM2 embeddings, GroundingDINO raw outputs) returns exactly what the uncached path returns, computes
+each embedding once, and the benchmark's phases run end to end with tiny faces."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from evals.bench_core import BenchConfig, bench_long, bench_short, summarize
+from tests.fakes import BoxSegmenter
+from tools.datamodel import Detections
+from tools.embedding_cache import CachingSegmenter, LRUCache, with_embedding_cache
+from tools.frames import FrameRef
+from tools.models.base import ModelSpec
+from tools.models.grounding_dino import load_grounding_dino
+from tools.models.sam2 import load_sam2
+from tools.segmentation import segment_frames
+from tools.synthclip import synthetic_frame
+
+SAM2_TINY = ModelSpec(role="segmenter", family="sam2", model_id="tiny-sam2", face="tiny")
+GDINO_TINY = ModelSpec(role="grounder", family="grounding_dino", model_id="tiny-gdino", face="tiny")
+
+
+def _frames(tmp_path: Path, n: int = 3, size: tuple[int, int] = (96, 64)) -> list[FrameRef]:
+    refs = []
+    for k in range(n):
+        path = tmp_path / f"{k:05d}.png"
+        Image.fromarray(synthetic_frame(7 * k, *size)).save(path)
+        refs.append(FrameRef(index=k, timestamp_s=float(k), path=str(path), width=size[0], height=size[1]))
+    return refs
+
+
+def _detections(frames: list[FrameRef], shift: float) -> list[Detections]:
+    boxes = np.array([[5 + shift, 4, 60, 50], [40, 10 + shift, 90, 60]], np.float32)
+    return [Detections(f.index, boxes, [0.9, 0.8], ["dog", "man"]) for f in frames]
+
+
+def _run(segmenter, frames: list[FrameRef], rounds: list[list[Detections]]) -> list[list]:
+    return [list(segment_frames(segmenter, frames, dets, max_side=1280)) for dets in rounds]
+
+
+def test_cached_segmenter_gives_identical_masks_and_embeds_each_frame_once(tmp_path: Path) -> None:
+    frames = _frames(tmp_path)
+    rounds = [_detections(frames, 0.0), _detections(frames, 3.0)]  # round 2 prompts the same frames anew
+    plain = load_sam2(SAM2_TINY, "cpu")
+    expected = _run(plain, frames, rounds)
+
+    inner = load_sam2(SAM2_TINY, "cpu")
+    cached = with_embedding_cache(inner, capacity=8)
+    assert isinstance(cached, CachingSegmenter)
+    got = _run(cached, frames, rounds)
+
+    assert inner.stats.embed_calls == len(frames)  # once per frame, not once per round
+    assert plain.stats.embed_calls == len(frames) * len(rounds)
+    assert cached.cache_stats.hits == len(frames) and cached.cache_stats.misses == len(frames)
+    for want_round, got_round in zip(expected, got, strict=True):
+        for want, have in zip(want_round, got_round, strict=True):
+            assert len(want.objects) == len(have.objects) == 2
+            for a, b in zip(want.objects, have.objects, strict=True):
+                np.testing.assert_array_equal(a.mask, b.mask)
+                assert a.mask_score == b.mask_score
+    # Boxes of round 2 differ, so its masks must too: the cache keeps embeddings, not answers.
+    assert any(
+        not np.array_equal(a.mask, b.mask)
+        for a, b in zip(got[0][0].objects, got[1][0].objects, strict=True)
+    )
+
+
+def test_cache_keys_follow_the_file_and_the_pixels(tmp_path: Path) -> None:
+    frames = _frames(tmp_path, n=1)
+    inner = load_sam2(SAM2_TINY, "cpu")
+    cached = with_embedding_cache(inner, capacity=4)
+    boxes = np.array([[5, 4, 60, 50]], np.float32)
+    image = Image.open(frames[0].path).convert("RGB")
+
+    cached.segment(image, boxes)
+    cached.segment(image.copy(), boxes)  # same pixels, another object: a hit
+    assert inner.stats.embed_calls == 1
+
+    cached.segment_frame(frames[0], image, boxes)
+    cached.segment_frame(frames[0], image, boxes)
+    assert inner.stats.embed_calls == 2  # file keys and pixel keys are separate entries
+
+    # A frame file rewritten in place (sample_frames re-decodes work/frames) must not reuse the old embedding.
+    Image.fromarray(synthetic_frame(99, 96, 64)).save(frames[0].path)
+    stat = os.stat(frames[0].path)
+    os.utime(frames[0].path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    cached.segment_frame(frames[0], Image.open(frames[0].path).convert("RGB"), boxes)
+    assert inner.stats.embed_calls == 3
+
+    masks, scores = cached.segment(image, np.zeros((0, 4), np.float32))
+    assert masks.shape == (0, 64, 96) and scores.shape == (0,)
+    assert inner.stats.embed_calls == 3  # no boxes: no encoder pass
+
+
+def test_with_embedding_cache_leaves_fakes_alone_and_does_not_stack() -> None:
+    fake = BoxSegmenter()
+    assert with_embedding_cache(fake) is fake
+    cached = with_embedding_cache(load_sam2(SAM2_TINY, "cpu"), capacity=2)
+    assert with_embedding_cache(cached) is cached
+    assert cached.model is cached.inner.model  # attributes read through (result.json's provenance)
+
+
+def test_lru_cache_evicts_least_recently_used() -> None:
+    cache: LRUCache[str, int] = LRUCache(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # "b" is now the least recent
+    cache.put("c", 3)
+    assert "b" not in cache and cache.get("a") == 1 and cache.get("c") == 3
+    assert cache.stats.evictions == 1 and cache.stats.hits == 3 and cache.get("b") is None
+    with pytest.raises(ValueError):
+        LRUCache(0)
+
+
+def test_grounder_output_cache_is_exact_across_thresholds() -> None:
+    images = [Image.fromarray(synthetic_frame(5 * k, 96, 64)) for k in range(3)]
+    phrases = [["dog", "man"], ["acoustic guitar"], ["dog"]]
+    plain = load_grounding_dino(GDINO_TINY, "cpu")
+    cached = load_grounding_dino(GDINO_TINY, "cpu")
+    cached.output_cache = LRUCache(16)
+    for box, text in [(0.0, 0.0), (0.3, 0.25), (0.45, 0.3)]:
+        want = plain.detect(images, phrases, [0, 1, 2], box, text)
+        got = cached.detect(images, phrases, [0, 1, 2], box, text)
+        for a, b in zip(want, got, strict=True):
+            assert a.phrases == b.phrases
+            np.testing.assert_array_equal(a.boxes, b.boxes)
+            np.testing.assert_array_equal(a.scores, b.scores)
+    assert cached.total_forward_passes == 1  # one batch of 3 the first time, then post-processing only
+    assert cached.last_stats.cached_items == 3 and cached.last_stats.forward_passes == 0
+
+
+def test_bench_phases_run_end_to_end_with_tiny_faces(tmp_path: Path) -> None:
+    cfg = BenchConfig(face="tiny", clip_size=(96, 64), fps=5.0, frames=3, long_seconds=10.0, rounds=2)
+    short = bench_short(cfg, tmp_path / "short")
+    long = bench_long(cfg, tmp_path / "long")
+    summary = summarize(short, long)
+    for key in ("naive_s", "optimized_s", "speedup", "overhead_fraction", "peak_rss_mb_short", "peak_rss_mb_long"):
+        assert summary[key] is not None and summary[key] > 0, key
+    assert summary["frames_short"] == 3 and summary["frames_long"] == 10
+    assert short["naive"]["frames_decoded"] == 15  # the naive way decodes the whole clip
+    assert short["optimized"]["compute"]["embed_calls"] == 3  # once per frame over both rounds
+    assert short["naive"]["compute"]["embed_calls"] == 6
+    assert short["optimized"]["embedding_cache"]["hits"] == 3
+    assert short["equality"]["masks_identical_where_boxes_equal"]
