@@ -33,6 +33,39 @@ QUICK = BenchConfig(clip_size=(640, 360), grounder_max_side=384, sam2_image_size
 FULL = BenchConfig()
 
 
+def busy_cores(sample_s: float = 1.0) -> float:
+    """Cores other processes keep busy now: from two /proc/stat samples `sample_s` apart (Linux), else the 1-min
+    load average (which lags: it still counts processes that ended a minute ago)."""
+
+    def times() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # all jiffies, idle + iowait
+
+    try:
+        total0, idle0 = times()
+        time.sleep(sample_s)
+        total1, idle1 = times()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    cores = os.cpu_count() or 1
+    return cores * (1.0 - (idle1 - idle0) / max(1, total1 - total0))
+
+
+def auto_threads() -> int:
+    """Torch CPU threads: the cores other processes are not using right now (at least 1).
+
+    OpenMP threads that share cores with other processes stall at every barrier: measured here, GroundingDINO at
+    384 px took 0.86 s with 2 threads on 2 idle cores, 2.5 s with 2 threads beside one busy process (1.5 s with 1
+    thread), and ~10x longer under a load of 5. Both ways run with the same count, so their ratio stays fair.
+    """
+    cores = os.cpu_count() or 1
+    return max(1, min(cores, cores - round(busy_cores())))
+
+
+def _load_average() -> float | None:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 def _config(args: argparse.Namespace) -> BenchConfig:
     base = QUICK if args.quick else FULL
     return with_overrides(
@@ -41,7 +74,9 @@ def _config(args: argparse.Namespace) -> BenchConfig:
         frames=args.frames,
         long_seconds=args.long_seconds,
         rounds=args.rounds,
-        threads=args.threads,
+        threads=args.threads or auto_threads(),
+        grounder_batch=args.grounder_batch,
+        cache_capacity=args.cache_capacity,
     )
 
 
@@ -73,9 +108,10 @@ def render_table(short: dict[str, Any], long: dict[str, Any], summary: dict[str,
     lines = [
         f"OpenAVS vision-path bench: face={cfg['face']} device={cfg['device']} clip {cfg['clip_size'][0]}x"
         f"{cfg['clip_size'][1]} @ {cfg['fps']:g} fps, GroundingDINO max side {cfg['grounder_max_side'] or '800/1333'},"
-        f" SAM2 {cfg['sam2_image_size']} px, top {cfg['top_k']} boxes/frame, audio models scripted",
+        f" SAM2 {cfg['sam2_image_size']} px, top {cfg['top_k']} boxes/frame, {cfg['threads']} torch threads,"
+        " audio models scripted",
         f"short clip: {opt['frames']} frames x {cfg['rounds']} rounds; long clip: {long['optimized']['frames']} frames"
-        f" x {long['config']['long_rounds']} round",
+        f" x {long['config']['long_rounds']} round; optimized GroundingDINO batch {opt['grounder_batch']}",
         "",
         _row("stage (seconds)", "naive", "optimized"),
         "|" + "-" * 46 + "|" + "-" * 13 + "|" + "-" * 13 + "|",
@@ -121,7 +157,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--frames", type=int, help="sampled frames of the short clip (= its seconds; default 10)")
     parser.add_argument("--long-seconds", type=float, help="length of the long clip (default 60 quick, 120 full)")
     parser.add_argument("--rounds", type=int, help="ground -> segment rounds on the short clip, the first included")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: the cores not already busy)")
+    parser.add_argument(
+        "--grounder-batch", type=int, help="images per GroundingDINO forward (default 1 on CPU, 4 else)"
+    )
+    parser.add_argument("--cache-capacity", type=int, help="SAM2 embeddings kept (default: the pipeline's default)")
     parser.add_argument("--work", help="folder for clips and run folders (default: a temporary one)")
     parser.add_argument("--phase", choices=["short", "long"], help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
@@ -138,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.phase_out).write_text(json.dumps(result))
         return 0
     cfg = with_overrides(_config(args), device=pick_device(args.device))
-    start = time.perf_counter()
+    start, load_start = time.perf_counter(), _load_average()
     with tempfile.TemporaryDirectory(prefix="openavs-bench-") as tmp:
         work = Path(args.work) if args.work else Path(tmp)
         short = _run_phase("short", cfg, work)
@@ -146,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         **summarize(short, long),
         "quick": bool(args.quick),
+        "threads": cfg.threads,
+        "load_avg_start": load_start,  # other processes' load makes wall times noisy: read them with this
+        "load_avg_end": _load_average(),
         "bench_wall_s": round(time.perf_counter() - start, 1),
     }
     print(render_table(short, long, summary))

@@ -71,7 +71,10 @@ class PipelineSettings(BaseModel):
     )
     propagator: ModelSpec | None = Field(default=None, description="SAM2 video model for segmentation=propagate")
     embedding_cache: int = Field(
-        64, ge=0, description="frames whose image embeddings are kept across refine rounds (0: off)"
+        16,
+        ge=0,
+        description="frames whose image embeddings are kept across refine rounds (0: off); one SAM2 embedding at "
+        "1024 px is about 17 MB, so the default bounds the cache near 270 MB",
     )
 
     def model_specs(self) -> list[ModelSpec]:

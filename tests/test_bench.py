@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 
 from evals.bench_core import BenchConfig, bench_long, bench_short, summarize
-from tests.fakes import BoxSegmenter
+from evals.bench_standins import MeteredGrounder
+from tests.fakes import BoxGrounder, BoxSegmenter
 from tools.datamodel import Detections
-from tools.embedding_cache import CachingSegmenter, LRUCache, with_embedding_cache
+from tools.embedding_cache import CachingSegmenter, LRUCache, with_detection_cache, with_embedding_cache
 from tools.frames import FrameRef
 from tools.models.base import ModelSpec
 from tools.models.grounding_dino import load_grounding_dino
@@ -64,10 +65,7 @@ def test_cached_segmenter_gives_identical_masks_and_embeds_each_frame_once(tmp_p
                 np.testing.assert_array_equal(a.mask, b.mask)
                 assert a.mask_score == b.mask_score
     # Boxes of round 2 differ, so its masks must too: the cache keeps embeddings, not answers.
-    assert any(
-        not np.array_equal(a.mask, b.mask)
-        for a, b in zip(got[0][0].objects, got[1][0].objects, strict=True)
-    )
+    assert any(not np.array_equal(a.mask, b.mask) for a, b in zip(got[0][0].objects, got[1][0].objects, strict=True))
 
 
 def test_cache_keys_follow_the_file_and_the_pixels(tmp_path: Path) -> None:
@@ -132,6 +130,18 @@ def test_grounder_output_cache_is_exact_across_thresholds() -> None:
             np.testing.assert_array_equal(a.scores, b.scores)
     assert cached.total_forward_passes == 1  # one batch of 3 the first time, then post-processing only
     assert cached.last_stats.cached_items == 3 and cached.last_stats.forward_passes == 0
+
+
+def test_detection_cache_goes_on_the_adapter_behind_wrappers() -> None:
+    grounder = load_grounding_dino(GDINO_TINY, "cpu")
+    metered = MeteredGrounder(grounder, top_k=2)
+    assert with_detection_cache(metered, capacity=4) is metered
+    assert isinstance(grounder.output_cache, LRUCache) and "output_cache" not in vars(metered)
+    kept = grounder.output_cache
+    with_detection_cache(grounder)
+    assert grounder.output_cache is kept  # an existing cache is kept, not replaced
+    fake = BoxGrounder({})
+    assert with_detection_cache(fake) is fake and not hasattr(fake, "output_cache")
 
 
 def test_bench_phases_run_end_to_end_with_tiny_faces(tmp_path: Path) -> None:

@@ -210,6 +210,10 @@ def with_detection_cache(grounder: Any, capacity: int = DEFAULT_DETECTION_CAPACI
     """Give `grounder` an LRU of raw outputs per (image pixels, caption, input size) when it supports one
     (GroundingDinoGrounder.output_cache); returns the same object. Others (scripted fakes) are left alone; a grounder
     that already has a cache keeps it."""
-    if hasattr(grounder, "output_cache") and grounder.output_cache is None:
-        grounder.output_cache = LRUCache(capacity)
+    target = grounder
+    # Wrappers (bench meters, ...) read attributes through to `inner`: the cache belongs on the model's adapter.
+    while "output_cache" not in getattr(target, "__dict__", {}) and hasattr(target, "inner"):
+        target = target.inner
+    if "output_cache" in getattr(target, "__dict__", {}) and target.output_cache is None:
+        target.output_cache = LRUCache(capacity)
     return grounder
