@@ -38,7 +38,7 @@ from transformers import (
 from tools.errors import InputError
 from tools.models.base import CaptionBatch, ModelSpec, Usage
 from tools.models.registry import load_pretrained, torch_dtype
-from tools.models.tiny_text import qwen2_byte_tokenizer, seeded_model, whisper_features
+from tools.models.tiny_text import qwen2_byte_tokenizer, seeded_model, tiny_qwen2_text, whisper_features
 
 # The three text queries of Pengi's describe(), used by the paper (PAPER.md §1).
 PAPER_QUERIES: tuple[str, ...] = ("generate audio caption", "generate metadata", "this is a sound of")
@@ -194,23 +194,6 @@ class ChatAudioCaptioner:
 # --- tiny and random builds -------------------------------------------------------------------------------------
 
 
-def _tiny_text(processor: ProcessorMixin, **overrides: Any) -> dict[str, Any]:
-    """A 2-layer, 32-wide Qwen2-style decoder over the processor's byte-level vocabulary."""
-    tok = processor.tokenizer
-    text = {
-        "vocab_size": len(tok),
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 4096,
-        "pad_token_id": tok.pad_token_id,
-        "eos_token_id": tok.eos_token_id,
-    }
-    return text | overrides
-
-
 # The input side of every audio encoder here, tiny ones included: 128 mel bins and 1500 positions, because the
 # processors pad each window to 30 s (3000 frames -> 1500 positions after the stride-2 conv). The real checkpoints'
 # encoders are Whisper-large-v3 sized (32 layers, width 1280, 20 heads, FFN 5120); the tiny ones 1 layer, width 32.
@@ -229,7 +212,7 @@ def _qwen2_audio_tiny(processor: ProcessorMixin) -> PretrainedConfig:
     audio = {"d_model": 32, "encoder_layers": 1, "encoder_attention_heads": 2, "encoder_ffn_dim": 64}
     return Qwen2AudioConfig(
         audio_config={"model_type": "qwen2_audio_encoder", **_WHISPER_INPUT, **audio},
-        text_config={"model_type": "qwen2", **_tiny_text(processor)},
+        text_config={"model_type": "qwen2", **tiny_qwen2_text(processor.tokenizer)},
         audio_token_index=processor.audio_token_id,
     )
 
@@ -271,7 +254,7 @@ def _af3_tiny(processor: ProcessorMixin) -> PretrainedConfig:
     audio = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
     return AudioFlamingo3Config(
         audio_config={"model_type": "audioflamingo3_encoder", **_WHISPER_INPUT, **audio},
-        text_config={"model_type": "qwen2", **_tiny_text(processor)},
+        text_config={"model_type": "qwen2", **tiny_qwen2_text(processor.tokenizer)},
         audio_token_id=processor.audio_token_id,
     )
 
@@ -341,7 +324,7 @@ def _omni_tiny(processor: ProcessorMixin) -> PretrainedConfig:
     return Qwen2_5OmniThinkerConfig(
         audio_config={**_WHISPER_INPUT, **audio, "n_window": 100, "output_dim": 32},
         vision_config={**vision, "fullatt_block_indexes": [0]},
-        text_config=_tiny_text(processor, rope_parameters=rope, tie_word_embeddings=False),
+        text_config=tiny_qwen2_text(processor.tokenizer, rope_parameters=rope, tie_word_embeddings=False),
         **_omni_token_ids(processor),
     )
 

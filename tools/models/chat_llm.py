@@ -56,7 +56,7 @@ from transformers import (
 from tools.errors import InputError
 from tools.models.base import DType, Face, ModelSpec
 from tools.models.registry import load_pretrained, pick_device, torch_dtype
-from tools.models.tiny_text import qwen2_byte_tokenizer, seeded_model
+from tools.models.tiny_text import qwen2_byte_tokenizer, seeded_model, tiny_qwen2_text
 
 FAMILY = "qwen2_chat"
 DEFAULT_MODEL_ID = "Qwen/Qwen2.5-7B-Instruct"
@@ -310,18 +310,7 @@ def tiny_tokenizer() -> PreTrainedTokenizerBase:
 def tiny_config(tokenizer: PreTrainedTokenizerBase) -> Qwen2Config:
     """A 2-layer, 32-wide Qwen2 decoder over the tokenizer's vocabulary. Byte-level text makes the planner's first
     prompt (system prompt plus eight tool schemas) about 5k tokens, so positions go well past that."""
-    return Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=32768,
-        bos_token_id=None,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
+    return Qwen2Config(**tiny_qwen2_text(tokenizer, max_position_embeddings=32768, bos_token_id=None))
 
 
 def build_model(spec: ModelSpec, device: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

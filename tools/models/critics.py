@@ -43,7 +43,7 @@ from prompts.translate import PromptMessage
 from tools.errors import ModelOutputError, ModelUnavailableError
 from tools.models.base import ModelSpec, Usage
 from tools.models.registry import load_pretrained, torch_dtype
-from tools.models.tiny_text import qwen2_byte_tokenizer, seeded_model
+from tools.models.tiny_text import qwen2_byte_tokenizer, seeded_model, tiny_qwen2_text
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -227,19 +227,8 @@ def tiny_config(processor: ProcessorMixin) -> Qwen2_5_VLConfig:
     tok = processor.tokenizer
     # Multimodal RoPE: the (temporal, height, width) sections split head_dim/2 = 4 frequency pairs.
     rope = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 1, 1]}
-    text = {
-        "vocab_size": len(tok),
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 8192,  # byte-level text: the critique prompt is about 3-4k tokens
-        "rope_parameters": rope,
-        "bos_token_id": None,
-        "pad_token_id": tok.pad_token_id,
-        "eos_token_id": tok.eos_token_id,
-    }
+    # Byte-level text: the critique prompt is about 3-4k tokens.
+    text = tiny_qwen2_text(tok, max_position_embeddings=8192, rope_parameters=rope, bos_token_id=None)
     vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 32}
     return Qwen2_5_VLConfig(
         text_config=text, vision_config={**vision, "fullatt_block_indexes": [1]}, **_token_ids(processor)

@@ -10,7 +10,6 @@ refinement rounds; `segment` is the two in a row. One mask per box (multimask_ou
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ from transformers import (
 
 from tools.errors import InputError
 from tools.models.base import ModelSpec
+from tools.models.precision import scoped_autocast
 from tools.models.registry import load_pretrained, torch_dtype
 
 TINY_SEED = 0
@@ -184,19 +184,13 @@ class Sam2Segmenter:
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        # bfloat16 autocast on CUDA only, scoped to one model call (as Meta's predictor does); never process-wide.
-        if self.device.startswith("cuda"):
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     def embed(self, image: Image.Image) -> Sam2Embedding:
         """Run the image encoder once; the result can be reused for any number of box prompts on this image."""
         start = time.perf_counter()
         rgb = image if image.mode == "RGB" else image.convert("RGB")
         inputs = self.processor(images=rgb, return_tensors="pt")
         pixel_values = inputs["pixel_values"].to(self.device, dtype=self.dtype)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), scoped_autocast(self.device):
             features = self.model.get_image_embeddings(pixel_values)
         self.stats.embed_calls += 1
         self.stats.embed_seconds += time.perf_counter() - start
@@ -219,7 +213,7 @@ class Sam2Segmenter:
             prompts = self.processor(
                 input_boxes=[chunk.tolist()], original_sizes=[[height, width]], return_tensors="pt"
             )
-            with torch.inference_mode(), self._autocast():
+            with torch.inference_mode(), scoped_autocast(self.device):
                 out = self.model(
                     image_embeddings=list(embedding.features),
                     input_boxes=prompts["input_boxes"].to(self.device),

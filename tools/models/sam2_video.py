@@ -14,7 +14,6 @@ output in the session, so after each frame this adapter drops what SAM2 can no l
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import time
 from collections.abc import Iterator, Sequence
@@ -31,6 +30,7 @@ from tools.errors import InputError
 from tools.frames import FrameRef, load_frame
 from tools.models import sam2
 from tools.models.base import ModelSpec
+from tools.models.precision import scoped_autocast
 from tools.models.registry import load_pretrained, torch_dtype
 from tools.models.tiny_text import seeded_model
 
@@ -174,12 +174,6 @@ class Sam2VideoPropagator:
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        # bfloat16 autocast on CUDA only, scoped to one frame's forward (as Meta's predictor); never process-wide.
-        if self.device.startswith("cuda"):
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     def propagate(
         self,
         frames: Sequence[FrameRef],
@@ -243,7 +237,7 @@ class Sam2VideoPropagator:
         pixels = self.processor(images=image, return_tensors="pt")["pixel_values"][0]
         del image  # the decoded frame is not needed past preprocessing: at most one is alive at a time
         session.add_new_frame(pixels, pos)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), scoped_autocast(self.device):
             # Not transformers' `frame=` streaming call: that one normalises object-pointer time offsets by 16
             # frames whatever the clip's length, while Meta's predictor (and transformers with a whole video) uses
             # min(clip length, 16). Adding the frame ourselves and naming its index runs the whole-video code path.

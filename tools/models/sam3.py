@@ -10,7 +10,6 @@ detector architecture (840 M parameters, 1008 px) with random weights and the in
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from transformers import (
 
 from tools.errors import InputError
 from tools.models.base import ModelSpec
+from tools.models.precision import scoped_autocast
 from tools.models.registry import load_pretrained, torch_dtype
 from tools.models.tiny_text import byte_symbols, seeded_model
 
@@ -212,12 +212,6 @@ class Sam3TextSegmenter:
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        # bfloat16 autocast on CUDA only, scoped to one model call; never process-wide.
-        if self.device.startswith("cuda"):
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     def segment_text(
         self, image: Image.Image, phrases: Sequence[str], threshold: float = 0.5, mask_threshold: float = 0.5
     ) -> list[TextInstance]:
@@ -232,7 +226,7 @@ class Sam3TextSegmenter:
         size = (rgb.height, rgb.width)
         start = time.perf_counter()
         pixels = self.processor(images=rgb, return_tensors="pt")["pixel_values"].to(self.device, self.dtype)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), scoped_autocast(self.device):
             vision = self.model.get_vision_features(pixel_values=pixels)
         self.stats.images += 1
         self.stats.encode_seconds += time.perf_counter() - start
@@ -240,7 +234,7 @@ class Sam3TextSegmenter:
         found: list[TextInstance] = []
         for phrase in wanted:
             text = self.processor(text=phrase, return_tensors="pt")
-            with torch.inference_mode(), self._autocast():
+            with torch.inference_mode(), scoped_autocast(self.device):
                 out = self.model(
                     vision_embeds=vision,
                     input_ids=text["input_ids"].to(self.device),

@@ -9,9 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
+from typing import Any
 
 import torch
-from transformers import PretrainedConfig, PreTrainedModel, Qwen2Tokenizer, RobertaTokenizer, WhisperFeatureExtractor
+from transformers import (
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Qwen2Tokenizer,
+    RobertaTokenizer,
+    WhisperFeatureExtractor,
+)
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 # Specials of the Qwen2 chat family (Qwen2-Audio, Audio Flamingo 3's Qwen2.5 LLM, Qwen2.5-Omni).
@@ -76,3 +84,20 @@ def seeded_model(model_class: type[PreTrainedModel], config: PretrainedConfig) -
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return model_class._from_config(config, dtype=torch.float32).eval()
+
+
+def tiny_qwen2_text(tokenizer: PreTrainedTokenizerBase, **overrides: Any) -> dict[str, Any]:
+    """Config values of a 2-layer, 32-wide Qwen2-style decoder over the tokenizer's vocabulary (the text part of
+    every tiny chat model here: captioners, critic, planner); `overrides` adds or replaces keys."""
+    text = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 4096,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+    return text | overrides
