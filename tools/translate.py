@@ -33,7 +33,8 @@ from prompts.translate import (
     render_correction,
     render_translation_messages,
 )
-from tools.errors import InputError, ModelOutputError, ModelUnavailableError
+from tools.chat_call import invoke_chat
+from tools.errors import InputError, ModelOutputError
 from tools.lexicon import LEXICON_VERSION, frame_sources, phrase_for_label
 from tools.models.base import Usage
 
@@ -224,21 +225,7 @@ class LLMTranslator:
         ) from error
 
     def _invoke(self, conversation: list[PromptMessage]) -> AIMessage:
-        try:
-            response = self.chat_model.invoke(_to_langchain(conversation))
-        except Exception as err:
-            import openai  # deferred: only OpenAI-backed models raise its errors, and it costs 0.5 s to import
-
-            if isinstance(err, openai.APIError):
-                # Reached only after the openai client's own retries; typed so the CLI prints one line.
-                where = getattr(self.chat_model, "openai_api_base", None)
-                where = f" at {where}" if where else ""
-                message = f"LLM {self.model_id}{where} call failed: {type(err).__name__}: {err}"
-                raise ModelUnavailableError(message) from err
-            raise
-        if not isinstance(response, AIMessage):
-            raise ModelOutputError(f"LLM {self.model_id} returned {type(response).__name__}, not a chat message")
-        return response
+        return invoke_chat(self.chat_model, _to_langchain(conversation), f"LLM {self.model_id}")
 
 
 def _to_langchain(messages: list[PromptMessage]) -> list[BaseMessage]:

@@ -40,7 +40,7 @@ from transformers import (
 )
 
 from prompts.translate import PromptMessage
-from tools.errors import ModelOutputError, ModelUnavailableError
+from tools.chat_call import invoke_chat
 from tools.models.base import ModelSpec, Usage
 from tools.models.registry import load_pretrained, torch_dtype
 from tools.models.tiny_text import qwen2_byte_tokenizer, seeded_model, tiny_qwen2_text
@@ -331,19 +331,7 @@ class OpenAIVlmCritic:
     def judge(self, images: Sequence[Image.Image], messages: Sequence[PromptMessage]) -> tuple[str, Usage]:
         """The chat model's answer; Usage from the response's usage metadata (0 when the server sends none)."""
         _check_image_count(images, self.max_images)
-        try:
-            response = self.chat_model.invoke(self._conversation(images, messages))
-        except Exception as err:
-            import openai  # deferred: only OpenAI-backed models raise its errors
-
-            if isinstance(err, openai.APIError):
-                where = getattr(self.chat_model, "openai_api_base", None)
-                where = f" at {where}" if where else ""
-                message = f"critic VLM {self.model_id}{where} call failed: {type(err).__name__}: {err}"
-                raise ModelUnavailableError(message) from err
-            raise
-        if not isinstance(response, AIMessage):
-            raise ModelOutputError(f"critic VLM {self.model_id} returned {type(response).__name__}, not a message")
+        response = invoke_chat(self.chat_model, self._conversation(images, messages), f"critic VLM {self.model_id}")
         usage = response.usage_metadata or {}
         return response.text, Usage(usage.get("input_tokens", 0), usage.get("output_tokens", 0))
 
