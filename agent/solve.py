@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--segmentation", default="image", choices=["image", "propagate"],
                         help="image: every frame on its own (the paper); propagate: SAM2 video tracking from the "
                         "best-grounded frame")  # fmt: skip
+    parser.add_argument("--seed-frames", type=int, metavar="N", help="propagate mode: frames grounded to pick "
+                        "the seed (default 3; 0: every frame); the others are grounded only where tracking "
+                        "drifts")  # fmt: skip
     parser.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
     parser.add_argument("--planner", metavar="{builtin,llm,local:MODEL}", help="agent planner: the built-in policy, "
                         "the --llm model, or a local transformers chat model (hub id, folder or tiny) with tool "
@@ -124,6 +127,10 @@ def settings_from_args(args: argparse.Namespace) -> PipelineSettings:
     settings = settings.model_copy(update=updates)
     if args.segmentation == "propagate":
         settings = settings.model_copy(update={"segmentation": "propagate", "propagator": propagator_for(settings)})
+    if args.seed_frames is not None:
+        if args.seed_frames < 0:
+            raise InputError(f"--seed-frames must be 0 or more, got {args.seed_frames}")
+        settings = settings.model_copy(update={"seed_frames": args.seed_frames})
     if args.weights == "random":
         settings = with_random_weights(settings)
     needs_llm = settings.oracle_phrases is None and settings.translator == "llm"

@@ -1,8 +1,9 @@
 """`python -m evals.bench [--quick]`: the naive way against the optimized way, in one run, on the same inputs.
 
-Builds the real-size GroundingDINO-tiny and SAM2.1-hiera-tiny architectures with random weights (no downloads) and
-times the vision path plus the framework: a short clip (10 sampled frames) over refine rounds, naive vs optimized
-(see evals/bench_core.py), and a long clip through the optimized way to show that memory stays flat. The audio
+Builds the real-size GroundingDINO-tiny and SAM2.1-hiera-tiny (image and video) architectures with random weights (no
+downloads) and times the vision path plus the framework: a short clip (10 sampled frames) over refine rounds, naive vs
+optimized in image mode (equivalent outputs) and in propagate mode (the headline; see evals/bench_core.py), and a
+long clip through the optimized way to show that memory stays flat. The audio
 models are scripted stand-ins (the audio-language model is 8B): the figures cover the vision models, the graph,
 decoding and output writing, not captioning or translation.
 
@@ -77,6 +78,7 @@ def _config(args: argparse.Namespace) -> BenchConfig:
         threads=args.threads or auto_threads(),
         grounder_batch=args.grounder_batch,
         cache_capacity=args.cache_capacity,
+        seed_frames=args.seed_frames,
     )
 
 
@@ -91,61 +93,70 @@ def _run_phase(phase: str, cfg: BenchConfig, work: Path) -> dict[str, Any]:
     return json.loads(out.read_text())
 
 
-def _row(name: str, naive: float | str, optimized: float | str) -> str:
+def _row(name: str, *cells: float | str) -> str:
     def cell(v: float | str) -> str:
-        return f"{v:>12.2f}" if isinstance(v, float) else f"{v:>12}"
+        return f"{v:>10.2f}" if isinstance(v, float) else f"{v:>10}"
 
-    return f"| {name:<44} |{cell(naive)} |{cell(optimized)} |"
+    return f"| {name:<44} |" + "|".join(f"{cell(v)} " for v in cells) + "|"
 
 
 def render_table(short: dict[str, Any], long: dict[str, Any], summary: dict[str, Any]) -> str:
-    """Per-stage latency (s) of both ways, peak memory (MB) of each phase, and the headline ratios."""
-    naive, opt = short["naive"], short["optimized"]
-    nc, oc = naive["compute"], opt["compute"]
-    load = opt["stages_s"].get("graph.load", 0.0)
-    decode = naive["stages_s"].get("decode_all", 0.0)
+    """Per-stage latency (s) of the three ways, peak memory (MB) of each, and the headline ratios."""
+    ways = [short["naive"], short["optimized_image"], short["optimized"]]
+    computes = [w["compute"] for w in ways]
+    decode = [ways[0]["stages_s"].get("decode_all", 0.0)] + [w["stages_s"].get("graph.load", 0.0) for w in ways[1:]]
     cfg = short["config"]
+
+    def row(name: str, key: str, count: bool = False) -> str:
+        return _row(name, *(str(int(c[key])) if count else c[key] for c in computes))
+
     lines = [
         f"OpenAVS vision-path bench: face={cfg['face']} device={cfg['device']} clip {cfg['clip_size'][0]}x"
         f"{cfg['clip_size'][1]} @ {cfg['fps']:g} fps, GroundingDINO max side {cfg['grounder_max_side'] or '800/1333'},"
         f" SAM2 {cfg['sam2_image_size']} px, top {cfg['top_k']} boxes/frame, {cfg['threads']} torch threads,"
         " audio models scripted",
-        f"short clip: {opt['frames']} frames x {cfg['rounds']} rounds; long clip: {long['optimized']['frames']} frames"
-        f" x {long['config']['long_rounds']} round; optimized GroundingDINO batch {opt['grounder_batch']}",
+        f"short clip: {ways[2]['frames']} frames x {cfg['rounds']} rounds; long clip: {long['optimized']['frames']}"
+        f" frames x {long['config']['long_rounds']} round (propagate); GroundingDINO batch {ways[2]['grounder_batch']};"
+        f" propagate grounds {cfg['seed_frames']} seed candidates",
         "",
-        _row("stage (seconds)", "naive", "optimized"),
-        "|" + "-" * 46 + "|" + "-" * 13 + "|" + "-" * 13 + "|",
-        _row("decode (naive: all frames; opt: load node)", decode, load),
-        _row("GroundingDINO (detect calls)", nc["grounder_s"], oc["grounder_s"]),
-        _row("  of which BERT text encoder", nc["text_s"], oc["text_s"]),
-        _row("  forward passes (count)", str(int(nc["forward_passes"])), str(int(oc["forward_passes"]))),
-        _row("SAM2 image encoder", nc["embed_s"], oc["embed_s"]),
-        _row("  encoder passes (count)", str(int(nc["embed_calls"])), str(int(oc["embed_calls"]))),
-        _row("SAM2 mask decoder", nc["decode_s"], oc["decode_s"]),
+        _row("stage (seconds)", "naive", "opt image", "opt track"),
+        "|" + "-" * 46 + ("|" + "-" * 11) * 3 + "|",
+        _row("decode (naive: all frames; opt: load node)", *decode),
+        row("GroundingDINO (detect calls)", "grounder_s"),
+        row("  of which BERT text encoder", "text_s"),
+        row("  forward passes (count)", "forward_passes", count=True),
+        row("SAM2 image encoder", "embed_s"),
+        row("  encoder passes (count)", "embed_calls", count=True),
+        row("SAM2 mask decoder", "decode_s"),
+        row("SAM2 video tracking", "track_s"),
+        row("  tracked frames (count)", "tracked_frames", count=True),
         _row(
             "framework other (graph, IO, outputs, critic)",
-            naive["total_s"] - decode - naive["model_s"],
-            opt["total_s"] - load - opt["model_s"],
+            *(w["total_s"] - d - w["model_s"] for w, d in zip(ways, decode, strict=True)),
         ),
     ]
-    for r, (a, b) in enumerate(zip(naive["rounds_s"], opt["rounds_s"], strict=True)):
-        lines.append(_row(f"round {r} total", a, b))
+    for r, seconds in enumerate(zip(*(w["rounds_s"] for w in ways), strict=True)):
+        lines.append(_row(f"round {r} total", *seconds))
     lines += [
-        _row("TOTAL wall", naive["total_s"], opt["total_s"]),
-        _row("TOTAL process CPU", naive["cpu_s"], opt["cpu_s"]),
+        _row("TOTAL wall", *(w["total_s"] for w in ways)),
+        _row("TOTAL process CPU", *(w["cpu_s"] for w in ways)),
         "",
-        "optimized round 0 graph nodes (s): "
-        + ", ".join(f"{k.split('.', 1)[1]} {v:.2f}" for k, v in opt["stages_s"].items() if k.startswith("graph.")),
-        f"caches: SAM2 embeddings {opt['embedding_cache']}; GroundingDINO outputs {opt['grounder_output_cache']}",
-        f"equality: {short['equality']}",
+        "optimized (track) round 0 graph nodes (s): "
+        + ", ".join(f"{k.split('.', 1)[1]} {v:.2f}" for k, v in ways[2]["stages_s"].items() if k.startswith("graph.")),
+        f"caches (image mode): SAM2 embeddings {ways[1]['embedding_cache']}; GroundingDINO outputs "
+        f"{ways[1]['grounder_output_cache']}",
+        f"image mode vs naive: {short['equality']}",
+        f"propagate vs naive (union masks): {short['agreement_propagate']}",
         f"peak RSS (MB): short optimized {summary['peak_rss_mb_short']:.0f}, short naive "
         f"{summary['peak_rss_mb_naive']:.0f}, long optimized {summary['peak_rss_mb_long']:.0f} "
         f"(long/short {summary['long_over_short_rss']}); after model build {short['peak_rss_mb']['after_build']:.0f}",
         f"long clip: {long['optimized']['total_s']:.1f} s for {long['optimized']['frames']} frames "
         f"({long['optimized']['total_s'] / max(1, long['optimized']['frames']):.2f} s/frame), model "
         f"{long['optimized']['model_s']:.1f} s",
-        f"speedup {summary['speedup']}x wall ({summary['speedup_cpu']}x CPU); framework overhead "
-        f"{summary['overhead_s']:.2f} s = {100 * (summary['overhead_fraction'] or 0):.1f}% of model compute",
+        f"speedup {summary['speedup']}x wall ({summary['speedup_cpu']}x CPU), image mode alone "
+        f"{summary['speedup_image_mode']}x; framework overhead {summary['overhead_s']:.2f} s = "
+        f"{100 * (summary['overhead_fraction'] or 0):.1f}% of model compute (image mode "
+        f"{100 * (summary['overhead_fraction_image_mode'] or 0):.1f}%)",
     ]
     return "\n".join(lines)
 
@@ -156,12 +167,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best available)")
     parser.add_argument("--frames", type=int, help="sampled frames of the short clip (= its seconds; default 10)")
     parser.add_argument("--long-seconds", type=float, help="length of the long clip (default 60 quick, 120 full)")
-    parser.add_argument("--rounds", type=int, help="ground -> segment rounds on the short clip, the first included")
+    parser.add_argument("--rounds", type=int, help="ground -> segment rounds on the short clip, the first included "
+                        "(default 3: the first and two refine rounds, the agent's default budget)")  # fmt: skip
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: the cores not already busy)")
     parser.add_argument(
         "--grounder-batch", type=int, help="images per GroundingDINO forward (default 1 on CPU, 4 else)"
     )
     parser.add_argument("--cache-capacity", type=int, help="SAM2 embeddings kept (default: the pipeline's default)")
+    parser.add_argument("--seed-frames", type=int, help="propagate mode's seed candidates (default 3, as the product)")
     parser.add_argument("--work", help="folder for clips and run folders (default: a temporary one)")
     parser.add_argument("--phase", choices=["short", "long"], help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)

@@ -17,6 +17,7 @@ from PIL import Image
 
 from tools.datamodel import Detections
 from tools.models.base import CaptionBatch, Grounder, ModelSpec, Usage
+from tools.translate import Translation
 
 BENCH_CAPTION = "a dog is barking"
 BENCH_TAGS = (("dog", 0.9),)
@@ -86,3 +87,16 @@ class MeteredGrounder:
         self.seconds += time.perf_counter() - start
         self.calls += 1
         return [cap_detections(d, self.top_k) for d in found]
+
+
+class FixedTranslator:
+    """Answers every frame with the same phrases (random-weight captioners name nothing: see evals/bench_e2e.py)."""
+
+    name = "fixed"
+
+    def __init__(self, phrases: Sequence[str]) -> None:
+        self.phrases = list(phrases)
+        self.model_id = "bench-fixed"
+
+    def translate(self, captions: Sequence[Sequence[str]], tags: Any = None) -> Translation:
+        return Translation(phrases=[list(self.phrases) for _ in captions], translator=self.name, model_id=self.model_id)

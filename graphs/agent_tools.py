@@ -8,30 +8,28 @@ ToolInputError for calls the planner can fix; the ToolNode turns it into an erro
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool, tool
 from langgraph.prebuilt import ToolRuntime
 from langgraph.types import Command
-from PIL import Image
 
 from graphs.context import RunContext, run_context
 from graphs.pipeline import Stage, traced_stage
 from graphs.stages import (
     caption_audio,
-    frame_refs,
     ground_phrases,
     load_clip,
+    overlay_paths,
     read_masks,
+    render_round_overlays,
     segment_detections,
     tag_frames,
     translate_captions,
 )
 from prompts.planner import render_tool_result
 from tools.errors import OpenAVSError
-from tools.overlay import render_overlay
 from tools.sampling import parse_frame_strategy
 
 MAX_PHRASES_PER_FRAME = 5
@@ -195,19 +193,7 @@ def ground(
             detections = [_concat_detections(k, [d[k] for d in per_phrase]) for k in range(len(proposal))]
         else:
             detections = ground_phrases(ctx, state["frames"], proposal, box, text)
-        result = {
-            "frames": [
-                {
-                    "frame": d["frame_index"],
-                    "found": [
-                        {"phrase": p, "score": s, "box": b}
-                        for p, s, b in zip(d["phrases"], d["scores"], d["boxes"], strict=True)
-                    ],
-                    "not_found": [p for p in proposal[d["frame_index"]] if p not in d["phrases"]],
-                }
-                for d in detections
-            ]
-        }
+        result = {"frames": [_grounding_summary(d, proposal[d["frame_index"]]) for d in detections]}
         st.summary.update(result=result)
     return _reply(
         runtime,
@@ -221,22 +207,36 @@ def ground(
     )
 
 
-def _concat_detections(frame_index: int, parts: list[dict[str, Any]]) -> dict[str, Any]:
+def _grounding_summary(detections: dict[str, Any], asked: list[str]) -> dict[str, Any]:
+    """What the planner reads of one frame's grounding: boxes found, phrases not found, or deferred."""
+    if detections.get("deferred"):
+        return {"frame": detections["frame_index"], "deferred": "propagate mode: grounded only if tracking drifts"}
+    found = zip(detections["phrases"], detections["scores"], detections["boxes"], strict=True)
     return {
+        "frame": detections["frame_index"],
+        "found": [{"phrase": p, "score": s, "box": b} for p, s, b in found],
+        "not_found": [p for p in asked if p not in detections["phrases"]],
+    }
+
+
+def _concat_detections(frame_index: int, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One frame's detections from phrase-by-phrase grounding; deferred (with all their phrases) when deferred."""
+    deferred = [d["deferred"] for d in parts if d.get("deferred")]
+    merged = {
         "frame_index": frame_index,
         "boxes": [b for d in parts for b in d["boxes"]],
         "scores": [s for d in parts for s in d["scores"]],
         "phrases": [p for d in parts for p in d["phrases"]],
     }
-
-
-def overlay_paths(run_dir: Path, round_index: int, n_frames: int) -> list[Path]:
-    return [run_dir / "work" / "overlays" / f"round{round_index}_{k + 1}.png" for k in range(n_frames)]
+    if deferred:
+        merged["deferred"] = {**deferred[0], "phrases": [p for d in deferred for p in d["phrases"]]}
+    return merged
 
 
 @tool
 def segment(runtime: ToolRuntime[Any, Any]) -> Command:
-    """Turn the latest boxes into masks with SAM2 (each frame on its own) and render overlays for critique."""
+    """Turn the latest boxes into masks with SAM2 (each frame on its own, or tracked from the best-grounded frame in
+    propagate mode) and render overlays for critique."""
     ctx, state = _ctx(runtime), runtime.state
     if not state.get("detections"):
         raise ToolInputError("no boxes yet: call ground first")
@@ -245,13 +245,7 @@ def segment(runtime: ToolRuntime[Any, Any]) -> Command:
         masks_file = ctx.run_dir / "work" / f"masks_round{round_index}.json"
         segment_detections(ctx, state["frames"], state["detections"], masks_file)
         masks = read_masks(masks_file)
-        paths = overlay_paths(ctx.run_dir, round_index, len(masks))
-        paths[0].parent.mkdir(parents=True, exist_ok=True)
-        for frame, frame_masks, path in zip(frame_refs(state["frames"]), masks, paths, strict=True):
-            with Image.open(frame.path) as image:
-                picture = image.convert("RGB")
-            labels = [o.phrase for o in frame_masks.objects]
-            render_overlay(picture, [o.mask for o in frame_masks.objects], labels).save(path)
+        paths = render_round_overlays(ctx, state["frames"], masks, round_index)
         area = [m.height * m.width for m in masks]
         result = {
             "frames": [

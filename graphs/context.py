@@ -70,6 +70,12 @@ class PipelineSettings(BaseModel):
         "best-grounded frame, forward and backward, re-grounding frames where the track drifts",
     )
     propagator: ModelSpec | None = Field(default=None, description="SAM2 video model for segmentation=propagate")
+    seed_frames: int = Field(
+        3,
+        ge=0,
+        description="propagate mode: frames grounded to choose the seed, evenly spaced over the frames with phrases "
+        "(first and last included); the others are grounded only where the track drifts. 0: ground every frame",
+    )
     embedding_cache: int = Field(
         16,
         ge=0,

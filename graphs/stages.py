@@ -6,8 +6,11 @@ arrays into the run folder's work/ directory, traces its model calls, and return
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -15,14 +18,23 @@ from graphs.context import RunContext
 from prompts.translate import PROMPT_VERSION
 from tools.audio import describe_audio, tag_audio
 from tools.cache import DiskCache, array_digest
-from tools.datamodel import Detections, FrameMasks
+from tools.datamodel import Detections, FrameMasks, ObjectMask
 from tools.embedding_cache import with_detection_cache, with_embedding_cache
 from tools.errors import InputError
-from tools.frames import FrameRef, extract_frames, frame_refs_from_files
+from tools.frames import FrameRef, extract_frames, frame_refs_from_files, read_rgb, save_work_png
 from tools.grounding import ground_frames
 from tools.media import audio_rms_dbfs, decode_audio, probe_clip
 from tools.models.base import AudioCaptioner, AudioTagger, Segmenter
-from tools.propagation import best_seed_frame, drift_frames, propagate_detections
+from tools.overlay import render_overlay
+from tools.parallel import for_each_in_threads
+from tools.propagation import (
+    MemoizedPropagator,
+    best_seed_frame,
+    drift_frames,
+    match_ids_by_overlap,
+    propagate_detections,
+    seed_candidates,
+)
 from tools.runfiles import read_json, write_json_atomic
 from tools.sampling import parse_frame_strategy, select_timestamps
 from tools.segmentation import segment_frames
@@ -199,13 +211,48 @@ def ground_phrases(
     box_threshold: float,
     text_threshold: float,
 ) -> list[dict[str, Any]]:
-    """Detections (as dicts) per frame for its phrases, in original pixels."""
+    """Detections (as dicts) per frame for its phrases, in original pixels.
+
+    In propagate mode only the seed candidates (settings.seed_frames) are grounded; every other frame with phrases
+    gets no boxes and a "deferred" entry (its phrases and thresholds) that segmentation grounds if tracking drifts.
+    """
+    settings = ctx.settings
     # Raw detector outputs are kept per (picture, caption): a refine round that only changes thresholds reuses them.
-    grounder = with_detection_cache(ctx.registry.get(ctx.settings.grounder))
-    detections = ground_frames(
-        grounder, frame_refs(frames), phrases, box_threshold, text_threshold, ctx.settings.model_max_side
+    grounder = with_detection_cache(ctx.registry.get(settings.grounder))
+    refs = frame_refs(frames)
+    todo = list(range(len(refs)))
+    if settings.segmentation == "propagate":
+        todo = seed_candidates([bool(p) for p in phrases], settings.seed_frames)
+    found = ground_frames(
+        grounder,
+        [refs[k] for k in todo],
+        [phrases[k] for k in todo],
+        box_threshold,
+        text_threshold,
+        settings.model_max_side,
     )
-    return [d.to_dict() for d in detections]
+    out = [Detections.empty(ref.index).to_dict() for ref in refs]
+    for k in range(len(refs)):
+        if phrases[k] and k not in todo:
+            deferred = {"phrases": list(phrases[k]), "box_threshold": box_threshold, "text_threshold": text_threshold}
+            out[k] = {**out[k], "deferred": deferred}
+    for k, dets in zip(todo, found, strict=True):
+        out[k] = dets.to_dict()
+    return out
+
+
+def _ground_deferred(ctx: RunContext, ref: FrameRef, deferred: dict[str, Any]) -> Detections:
+    """Ground one frame that ground_phrases deferred, with the phrases and thresholds it recorded."""
+    grounder = with_detection_cache(ctx.registry.get(ctx.settings.grounder))
+    [found] = ground_frames(
+        grounder,
+        [ref],
+        [deferred["phrases"]],
+        deferred["box_threshold"],
+        deferred["text_threshold"],
+        ctx.settings.model_max_side,
+    )
+    return found
 
 
 def segment_detections(
@@ -214,15 +261,16 @@ def segment_detections(
     """Masks for every detection, written to `masks_file` as FrameMasks dicts (COCO RLE); returns the dicts.
 
     Image mode segments every frame on its own (the paper); propagate mode tracks the best-grounded frame's
-    objects through the clip with SAM2's video model and re-segments, from their own boxes, the frames where the
-    track drifted (an object vanished, a full-frame mask, a jumping area).
+    objects through the clip with SAM2's video model and repairs the frames where the track drifted (an object
+    vanished, a full-frame mask, a jumping area): each is grounded (if it was deferred) and segmented from its own
+    boxes, its objects keeping the ids of the tracked objects they overlap.
     """
     refs = frame_refs(frames)
-    dets = [Detections.from_dict(d) for d in detections]
     if ctx.settings.segmentation == "propagate":
-        masks = _propagated_masks(ctx, refs, dets)
+        masks = _propagated_masks(ctx, refs, detections)
     else:
-        masks = list(segment_frames(image_segmenter(ctx), refs, dets, ctx.settings.model_max_side))
+        dets = [Detections.from_dict(d) for d in detections]
+        masks = segment_frames(image_segmenter(ctx), refs, dets, ctx.settings.model_max_side)
     dicts = [m.to_dict() for m in masks]
     write_json_atomic(masks_file, dicts)
     return dicts
@@ -237,27 +285,151 @@ def image_segmenter(ctx: RunContext) -> Segmenter:
     return ctx.segmenter
 
 
-def _propagated_masks(ctx: RunContext, refs: list[FrameRef], dets: list[Detections]) -> list[FrameMasks]:
+def _propagated_masks(ctx: RunContext, refs: list[FrameRef], detections: list[dict[str, Any]]) -> list[FrameMasks]:
     settings = ctx.settings
-    seed_index = best_seed_frame(dets)
-    if seed_index is None:
-        return [FrameMasks(ref.index, ref.height, ref.width) for ref in refs]
-    if settings.propagator is None:
-        raise InputError("segmentation 'propagate' needs a propagator model (a SAM2 video model)")
-    seed = next(d for d in dets if d.frame_index == seed_index)
-    with ctx.tracer.span("model_call", "propagator", model=settings.propagator.model_id, seed_frame=seed_index) as call:
-        tracked = propagate_detections(ctx.registry.get(settings.propagator), refs, seed, settings.model_max_side)
-        by_index = {m.frame_index: m for m in tracked}
-        masks = [by_index[ref.index] for ref in refs]
+    dets = [Detections.from_dict(d) for d in detections]
+    deferred = {k: d["deferred"] for k, d in enumerate(detections) if d.get("deferred")}
+    with ctx.tracer.span("model_call", "propagator", model=getattr(settings.propagator, "model_id", None)) as call:
+        if best_seed_frame(dets) is None:
+            # The seed candidates found nothing: look in every other frame before answering "nothing here".
+            for k in sorted(deferred):
+                dets[k] = _ground_deferred(ctx, refs[k], deferred.pop(k))
+        seed_index = best_seed_frame(dets)
+        if seed_index is None:
+            call.update(frames=len(refs), seed_frame=None)
+            return [FrameMasks(ref.index, ref.height, ref.width) for ref in refs]
+        if settings.propagator is None:
+            raise InputError("segmentation 'propagate' needs a propagator model (a SAM2 video model)")
+        tracked, reused = _track(ctx, refs, dets[seed_index])
+        masks: list[FrameMasks] = MaskFile(tracked)
         # Re-check after each repair: an area "jump" next to a vanished object is gone once the object is back.
         regrounded: list[int] = []
-        while drifted := [k for k in drift_frames(masks) if len(dets[k]) and k not in regrounded and k != seed_index]:
+        grounded_late: dict[int, dict[str, Any]] = {}
+        while drifted := [k for k in drift_frames(masks) if k not in regrounded and k != seed_index]:
             k = drifted[0]
-            [masks[k]] = segment_frames(image_segmenter(ctx), [refs[k]], [dets[k]], settings.model_max_side)
             regrounded.append(k)
-        call.update(frames=len(refs), regrounded=sorted(regrounded))
-    return masks
+            if k in deferred:
+                dets[k] = _ground_deferred(ctx, refs[k], deferred.pop(k))
+                grounded_late[k] = dets[k].to_dict()
+            if len(dets[k]):
+                [repaired] = segment_frames(image_segmenter(ctx), [refs[k]], [dets[k]], settings.model_max_side)
+                reference = masks[_nearest_steady(k, len(refs), set(drifted))]
+                tracked[k] = _with_object_ids(repaired, reference).to_dict()
+        call.update(
+            frames=len(refs),
+            seed_frame=seed_index,
+            reused_track=reused,
+            regrounded=regrounded,
+            grounded_late=list(grounded_late.values()),
+        )
+    return list(masks)
 
 
-def read_masks(masks_file: str | Path) -> list[FrameMasks]:
-    return [FrameMasks.from_dict(m) for m in read_json(masks_file)]
+def _track(ctx: RunContext, refs: list[FrameRef], seed: Detections) -> tuple[list[dict], bool]:
+    """The seed's objects tracked through `refs`, as FrameMasks dicts (COCO RLE: memory stays flat over long clips)
+    in frame order, and whether the propagator replayed its previous track (same frames, seed frame and boxes)."""
+    spec = ctx.settings.propagator
+    propagator = ctx.registry.get(spec)
+    if not isinstance(propagator, MemoizedPropagator):
+        # Kept in the registry, so the agent's later rounds and chat turns (new run contexts) find the track too.
+        propagator = MemoizedPropagator(propagator)
+        ctx.registry.install(spec, propagator)
+    by_index = {
+        masks.frame_index: masks.to_dict()
+        for masks in propagate_detections(propagator, refs, seed, ctx.settings.model_max_side)
+    }
+    return [by_index[ref.index] for ref in refs], propagator.last_reused
+
+
+def _nearest_steady(k: int, n: int, drifted: set[int]) -> int:
+    """The frame position nearest to k (earlier first on ties) whose track did not drift; k itself when none."""
+    for distance in range(1, n):
+        for j in (k - distance, k + distance):
+            if 0 <= j < n and j not in drifted:
+                return j
+    return k
+
+
+def _with_object_ids(repaired: FrameMasks, reference: FrameMasks) -> FrameMasks:
+    """`repaired` (one frame segmented from its own boxes) with each object named by the tracked object it overlaps
+    most in `reference` (a neighbouring frame's tracked masks), objects ordered by id so colours stay put."""
+    previous = {obj.object_id: obj.mask for obj in reference.objects if obj.object_id is not None}
+    ids = match_ids_by_overlap(previous, [obj.mask for obj in repaired.objects])
+    named = sorted((replace(obj, object_id=i) for obj, i in zip(repaired.objects, ids, strict=True)), key=_object_id)
+    return FrameMasks(repaired.frame_index, repaired.height, repaired.width, tuple(named))
+
+
+def _object_id(obj: ObjectMask) -> int:
+    return -1 if obj.object_id is None else obj.object_id
+
+
+class MaskFile(Sequence[FrameMasks]):
+    """A masks file's frames, decoded from COCO RLE when read and kept decoded up to `keep_bytes` (least recently
+    read first out): a short clip is decoded once however many passes the checks make, while a pass over a long
+    clip holds a bounded number of frames (a 120-frame 1280x720 clip with 3 objects is 330 MB decoded, under 1 MB
+    as RLE). A frame's dict replaced in `frames` (the list given) is decoded afresh."""
+
+    def __init__(self, frames: list[dict[str, Any]], keep_bytes: int = 64 * 2**20) -> None:
+        self.frames = frames
+        self.keep_bytes = keep_bytes
+        self._decoded: OrderedDict[int, tuple[dict[str, Any], FrameMasks]] = OrderedDict()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @overload
+    def __getitem__(self, index: int) -> FrameMasks: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[FrameMasks]: ...
+    def __getitem__(self, index: int | slice) -> FrameMasks | list[FrameMasks]:
+        if isinstance(index, slice):
+            return [self[k] for k in range(*index.indices(len(self)))]
+        index = range(len(self))[index]
+        data = self.frames[index]
+        kept = self._decoded.pop(index, None)
+        if kept is not None:
+            self._bytes -= _mask_bytes(kept[1])
+            if kept[0] is data:
+                self._keep(index, kept)
+                return kept[1]
+        frame = FrameMasks.from_dict(data)
+        self._keep(index, (data, frame))
+        return frame
+
+    def _keep(self, index: int, entry: tuple[dict[str, Any], FrameMasks]) -> None:
+        self._decoded[index] = entry
+        self._bytes += _mask_bytes(entry[1])
+        while self._bytes > self.keep_bytes and len(self._decoded) > 1:
+            _, (_, dropped) = self._decoded.popitem(last=False)
+            self._bytes -= _mask_bytes(dropped)
+
+
+def _mask_bytes(frame: FrameMasks) -> int:
+    return frame.height * frame.width * len(frame.objects)
+
+
+def read_masks(masks_file: str | Path) -> MaskFile:
+    return MaskFile(read_json(masks_file))
+
+
+def overlay_paths(run_dir: Path, round_index: int, n_frames: int) -> list[Path]:
+    """work/overlays/round<r>_<k+1>.png: the overlays a round's critique looks at (frame numbers from 1)."""
+    return [run_dir / "work" / "overlays" / f"round{round_index}_{k + 1}.png" for k in range(n_frames)]
+
+
+def render_round_overlays(
+    ctx: RunContext, frames: list[dict[str, Any]], masks: list[FrameMasks], round_index: int
+) -> list[Path]:
+    """Each frame with its masks drawn on it (labels = phrases), saved at overlay_paths for the critic and trace."""
+    paths = overlay_paths(ctx.run_dir, round_index, len(masks))
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+
+    def draw(frame: FrameRef, frame_masks: FrameMasks, path: Path) -> None:
+        labels = [o.phrase for o in frame_masks.objects]
+        overlay = render_overlay(read_rgb(frame.path), [o.mask for o in frame_masks.objects], labels)
+        save_work_png(overlay, path)
+
+    # Blending, pasting and PNG encoding run in PIL's C code without the GIL: frames are drawn in parallel.
+    for_each_in_threads(draw, zip(frame_refs(frames), masks, paths, strict=True))
+    return paths

@@ -57,6 +57,7 @@ class BoxGrounder:
         self.spec = fake_spec("grounder")
         self.boxes = boxes
         self.calls: list[tuple[list[tuple[int, int]], list[list[str]]]] = []
+        self.frames_seen: list[int] = []
 
     def detect(
         self,
@@ -67,6 +68,7 @@ class BoxGrounder:
         text_threshold: float,
     ) -> list[Detections]:
         self.calls.append(([im.size for im in images], [list(p) for p in phrases]))
+        self.frames_seen.extend(frame_indices)
         out = []
         for image, frame_phrases, index in zip(images, phrases, frame_indices, strict=True):
             found = [

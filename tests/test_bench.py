@@ -153,7 +153,12 @@ def test_bench_phases_run_end_to_end_with_tiny_faces(tmp_path: Path) -> None:
         assert summary[key] is not None and summary[key] > 0, key
     assert summary["frames_short"] == 3 and summary["frames_long"] == 10
     assert short["naive"]["frames_decoded"] == 15  # the naive way decodes the whole clip
-    assert short["optimized"]["compute"]["embed_calls"] == 3  # once per frame over both rounds
+    assert short["optimized_image"]["compute"]["embed_calls"] == 3  # once per frame over both rounds
     assert short["naive"]["compute"]["embed_calls"] == 6
-    assert short["optimized"]["embedding_cache"]["hits"] == 3
+    assert short["optimized_image"]["embedding_cache"]["hits"] == 3
     assert short["equality"]["masks_identical_where_boxes_equal"]
+    # Propagate mode tracks every frame of each round it cannot reuse, and compares to the naive way by IoU.
+    assert short["optimized"]["compute"]["tracked_frames"] in (3, 6)
+    assert short["optimized"]["segmentation"] == "propagate" and short["optimized_image"]["segmentation"] == "image"
+    assert 0.0 <= summary["propagate_mean_iou_vs_naive"] <= 1.0
+    assert long["optimized"]["compute"]["tracked_frames"] == 10

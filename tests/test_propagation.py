@@ -23,6 +23,7 @@ from tools.models import sam2_video, sam3
 from tools.models.base import ModelSpec
 from tools.models.registry import ModelRegistry
 from tools.propagation import (
+    MemoizedPropagator,
     Propagator,
     best_seed_frame,
     drift_findings,
@@ -210,6 +211,29 @@ def test_pruning_is_exact_and_is_what_bounds_memory(propagator: sam2_video.Sam2V
     assert unbounded > 3 * bounded
 
 
+def test_memoized_propagator_replays_the_same_track_and_misses_on_new_inputs(
+    propagator: sam2_video.Sam2VideoPropagator, clip6, tmp_path: Path
+) -> None:
+    memo = MemoizedPropagator(propagator)
+    first = _run(memo, clip6, seed=3)
+    frames_before = propagator.stats.frames
+    replay = _run(memo, clip6, seed=3)
+    assert memo.last_reused and propagator.stats.frames == frames_before  # nothing tracked again
+    for (i1, m1, s1), (i2, m2, s2) in zip(first, replay, strict=True):
+        assert i1 == i2 and np.array_equal(m1, m2) and np.array_equal(s1, s2)
+    _run(memo, clip6, seed=3, boxes=BOXES + 1.0)  # other boxes: tracked
+    assert not memo.last_reused and propagator.stats.frames == frames_before + 6
+    copies = [ref.model_copy(update={"path": str(tmp_path / f"{ref.index}.png")}) for ref in clip6]
+    for ref, copy in zip(clip6, copies, strict=True):
+        Path(copy.path).write_bytes(Path(ref.path).read_bytes())
+    _run(memo, copies, seed=3, boxes=BOXES + 1.0)  # same pixels, other files: tracked
+    assert not memo.last_reused
+    stopped = memo.propagate(clip6, 3, BOXES, [7, 8], max_side=64)
+    next(stopped)  # a track not consumed to the end is not kept
+    _run(memo, clip6, seed=3)
+    assert not memo.last_reused
+
+
 def test_propagate_detections_gives_frame_masks(propagator: sam2_video.Sam2VideoPropagator, clip6) -> None:
     seed = Detections(2, BOXES, np.array([0.9, 0.6], np.float32), ("dog", "cat"))
     frames = list(propagate_detections(propagator, clip6, seed, max_side=64))
@@ -374,10 +398,10 @@ def test_drift_frames() -> None:
     steady = [_frame(k, ("dog", dog), ("cat", cat)) for k in range(4)]
     assert drift_frames(steady) == [] and drift_findings(steady) == []
     clip = [
-        _frame(3, ("dog", dog), ("cat", cat)),
-        _frame(0, ("dog", dog), ("cat", cat)),  # out of order: propagation yields the backward pass last
+        _frame(0, ("dog", dog), ("cat", cat)),
         _frame(1, ("dog", np.zeros((20, 30), bool)), ("cat", cat)),  # the dog vanished
         _frame(2, ("dog", _rect(0, 0, 30, 18)), ("cat", cat)),  # the dog fills 90% of the frame: full frame, jump
+        _frame(3, ("dog", dog), ("cat", cat)),
         _frame(4, ("cat", cat)),  # the dog's object is gone
     ]
     assert drift_frames(clip) == [1, 2, 3, 4]  # 3: the dog shrinks back to 1/6 of the frame, an area jump

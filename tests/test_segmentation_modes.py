@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,15 +10,17 @@ import pytest
 from PIL import Image
 
 from agent.runner import run_graph
-from graphs.context import PipelineSettings
+from graphs.context import PipelineSettings, RunContext
 from graphs.pipeline import VideoSource
+from graphs.stages import MaskFile, ground_phrases, load_clip, segment_detections
 from tests.clipfactory import write_test_clip
 from tests.fakes import BoxGrounder, BoxSegmenter, ScriptedCaptioner, box_mask, fake_spec
+from tools.datamodel import Detections, FrameMasks, ObjectMask
 from tools.models.base import ModelSpec
 from tools.models.registry import ModelRegistry
 from tools.models.sam3_roles import load_sam3_grounder, load_sam3_segmenter
 from tools.runfiles import read_mask_png
-from tools.tracing import read_trace
+from tools.tracing import TraceWriter, read_trace
 from tools.translate import LexiconTranslator
 
 DOG_BOX = (0.1, 0.2, 0.5, 0.7)
@@ -41,10 +44,15 @@ class ScriptedTracker:
             yield ref.index, masks, np.full(len(boxes), 0.9, np.float32)
 
 
-def test_propagation_reground_frames_where_the_track_drifted(tmp_path: Path) -> None:
-    clip = write_test_clip(tmp_path / "dog.mp4", seconds=4.0, size=(80, 60))
-    tracker = ScriptedTracker(lost_frame=2)
-    fakes = [ScriptedCaptioner(["a dog barks"]), BoxGrounder({"dog": (DOG_BOX, 0.7)}), BoxSegmenter(), tracker]
+def _propagate_run(
+    tmp_path: Path, tracker: ScriptedTracker, seconds: float, grounder: BoxGrounder | None = None, **updates
+) -> tuple[Path, list]:
+    """A pipeline run in propagate mode over a dog clip; returns the run folder and the fakes (captioner, grounder,
+    image segmenter, tracker)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    clip = write_test_clip(tmp_path / "dog.mp4", seconds=seconds, size=(80, 60))
+    grounder = grounder or BoxGrounder({"dog": (DOG_BOX, 0.7)})
+    fakes = [ScriptedCaptioner(["a dog barks"]), grounder, BoxSegmenter(), tracker]
     registry = ModelRegistry("cpu")
     for fake in fakes:
         registry.install(fake.spec, fake)
@@ -56,18 +64,77 @@ def test_propagation_reground_frames_where_the_track_drifted(tmp_path: Path) -> 
         segmenter=fakes[2].spec,
         segmentation="propagate",
         propagator=tracker.spec,
+        **updates,
     )
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     run_graph(run_dir, settings, VideoSource(kind="video", path=str(clip)), registry=registry,
               translator=LexiconTranslator(), progress=lambda *_: None)  # fmt: skip
-    assert tracker.seeds == [0]  # every frame scores the same: the earliest is the seed
-    assert len(fakes[2].sizes) == 1  # the image segmenter ran once: on the drifted frame only
+    return run_dir, fakes
+
+
+def _propagator_call(run_dir: Path) -> dict:
+    [call] = [r for r in read_trace(run_dir / "trace.jsonl") if r["kind"] == "model_call" and r["name"] == "propagator"]
+    return call
+
+
+@pytest.mark.parametrize(("lost_frame", "grounded_late"), [(2, []), (1, [1])])
+def test_propagation_reground_frames_where_the_track_drifted(tmp_path: Path, lost_frame: int, grounded_late) -> None:
+    run_dir, (_, grounder, segmenter, tracker) = _propagate_run(tmp_path, ScriptedTracker(lost_frame), 4.0)
+    # 3 seed candidates of 4 frames: 0, 2 and 3; frame 1 is grounded only if its track drifts.
+    assert grounder.frames_seen == [0, 2, 3, *grounded_late]
+    assert tracker.seeds == [0]  # every candidate scores the same: the earliest is the seed
+    assert len(segmenter.sizes) == 1  # the image segmenter ran once: on the drifted frame only
     want = box_mask(60, 80, DOG_BOX)
     for k in range(1, 5):
         np.testing.assert_array_equal(read_mask_png(run_dir / "masks" / f"dog_{k}.png"), want, err_msg=f"frame {k}")
-    [call] = [r for r in read_trace(run_dir / "trace.jsonl") if r["kind"] == "model_call" and r["name"] == "propagator"]
-    assert call["regrounded"] == [2] and call["frames"] == 4
+    call = _propagator_call(run_dir)
+    assert call["regrounded"] == [lost_frame] and call["frames"] == 4 and call["seed_frame"] == 0
+    result = json.loads((run_dir / "result.json").read_text())
+    # The repaired frame's dog overlaps the tracked dog next to it: it keeps object id 0.
+    assert [[o["object_id"] for o in f["objects"]] for f in result["frames"]] == [[0]] * 4
+    # Frame 1's deferred grounding stays in the state's detections; a late grounding is in the trace.
+    assert [f["index"] for f in result["frames"] if f["detections"].get("deferred")] == [1]
+    assert [d["frame_index"] for d in call["grounded_late"]] == grounded_late
+
+
+def test_seed_frames_zero_grounds_every_frame_and_no_candidate_boxes_grounds_the_rest(tmp_path: Path) -> None:
+    run_dir, (_, grounder, _, _) = _propagate_run(tmp_path / "all", ScriptedTracker(lost_frame=-1), 4.0, seed_frames=0)
+    assert grounder.frames_seen == [0, 1, 2, 3]
+
+    class LateDog(BoxGrounder):
+        """The dog appears in frame 1 only: no seed candidate (0, 2, 3) sees it."""
+
+        def detect(self, images, phrases, frame_indices, box_threshold, text_threshold):
+            found = super().detect(images, phrases, frame_indices, box_threshold, text_threshold)
+            return [d if d.frame_index == 1 else Detections.empty(d.frame_index) for d in found]
+
+    late = LateDog({"dog": (DOG_BOX, 0.7)})
+    run_dir, (_, _, _, tracker) = _propagate_run(tmp_path / "late", ScriptedTracker(lost_frame=-1), 4.0, late)
+    assert late.frames_seen == [0, 2, 3, 1] and tracker.seeds == [1]
+    assert _propagator_call(run_dir)["seed_frame"] == 1
+
+
+def test_a_refine_round_with_the_same_seed_reuses_the_track(tmp_path: Path) -> None:
+    tracker, grounder, segmenter = ScriptedTracker(lost_frame=-1), BoxGrounder({"dog": (DOG_BOX, 0.7)}), BoxSegmenter()
+    registry = ModelRegistry("cpu")
+    for fake in (grounder, segmenter, tracker):
+        registry.install(fake.spec, fake)
+    settings = PipelineSettings(profile="test", captioner=None, tagger=None, grounder=grounder.spec,
+                                segmenter=segmenter.spec, segmentation="propagate",
+                                propagator=tracker.spec)  # fmt: skip
+    ctx = RunContext(settings, registry, None, tmp_path, TraceWriter(tmp_path / "trace.jsonl"), progress=lambda *_: 0)
+    clip = write_test_clip(tmp_path / "dog.mp4", seconds=3.0, size=(80, 60))
+    frames = load_clip(ctx, {"kind": "video", "path": str(clip)})["frames"]
+    phrases = [["dog"]] * len(frames)
+    masks = []
+    for round_index, box_threshold in enumerate((0.25, 0.3, 0.75)):  # 0.75: the dog's 0.7 box is gone
+        detections = ground_phrases(ctx, frames, phrases, box_threshold, 0.25)
+        masks.append(segment_detections(ctx, frames, detections, tmp_path / f"masks{round_index}.json"))
+    assert tracker.seeds == [0]  # round 1 seeds the same box: the track is reused; round 2 finds nothing to track
+    assert masks[0] == masks[1] and all(not f["objects"] for f in masks[2])
+    calls = [r for r in read_trace(tmp_path / "trace.jsonl") if r["name"] == "propagator"]
+    assert [c.get("reused_track") for c in calls] == [False, True, None]
 
 
 def test_sam3_fills_both_vision_roles_with_one_model() -> None:
@@ -86,3 +153,18 @@ def test_sam3_fills_both_vision_roles_with_one_model() -> None:
         segmenter.segment(image, np.array([[0, 0, 1, 1]], np.float32))
     with pytest.raises(ValueError, match="ground first"):
         segmenter.segment(Image.new("RGB", (75, 53)), dets.boxes)
+
+
+def test_mask_file_decodes_on_read_within_its_byte_budget() -> None:
+    frames = [
+        FrameMasks(k, 60, 80, (ObjectMask(box_mask(60, 80, DOG_BOX), "dog", (8, 12, 40, 42), 0.7, 0.9),)).to_dict()
+        for k in range(4)
+    ]
+    masks = MaskFile(frames, keep_bytes=2 * 60 * 80)  # room for two decoded frames
+    seen = list(masks)
+    assert len(masks) == 4 and [m.frame_index for m in seen] == [0, 1, 2, 3] and masks[-1].frame_index == 3
+    assert masks[3] is seen[3] and masks[0] is not seen[0]  # frame 3 stayed decoded; frame 0 had been dropped
+    assert [m.frame_index for m in masks[1:3]] == [1, 2]
+    frames[2] = FrameMasks(2, 60, 80).to_dict()  # a repaired frame replaces the dict: read afresh
+    assert masks[2].objects == ()
+    np.testing.assert_array_equal(masks[1].objects[0].mask, box_mask(60, 80, DOG_BOX))

@@ -182,15 +182,28 @@ def test_segment_deterministic_and_separable(segmenter: sam.Sam2Segmenter) -> No
         other.segment_with_embedding(embedding, boxes)
 
 
-def test_sam2_random_config_is_hiera_tiny() -> None:
-    config = sam.random_config()
-    assert config.vision_config.backbone_config.blocks_per_stage == [1, 2, 7, 2]
+@pytest.mark.parametrize(
+    ("model_id", "blocks", "millions"),
+    [
+        ("facebook/sam2.1-hiera-tiny", [1, 2, 7, 2], (30, 33)),
+        ("facebook/sam2.1-hiera-small", [1, 2, 11, 2], (37, 40)),
+        ("facebook/sam2.1-hiera-base-plus", [2, 3, 16, 3], (72, 75)),
+        ("facebook/sam2.1-hiera-large", [2, 6, 36, 4], (215, 219)),
+    ],
+)
+def test_sam2_random_config_sizes(model_id: str, blocks: list[int], millions: tuple[int, int]) -> None:
+    """Image-model parameters: the published sam2.1 sizes (38.9 / 46 / 80.8 / 224.4 M) less the ~7.5 M of the video
+    memory modules that Sam2Model does not have."""
+    config = sam.random_config(model_id)
+    assert config.vision_config.backbone_config.blocks_per_stage == blocks
+    widths = config.vision_config.backbone_config.embed_dim_per_stage
+    assert config.vision_config.backbone_channel_list == widths[::-1]
     assert config.vision_config.fpn_hidden_size == 256 and config.prompt_encoder_config.image_size == 1024
     with torch.device("meta"):
         model = sam.Sam2Model(config)
-    assert 30e6 < sum(p.numel() for p in model.parameters()) < 33e6
+    assert millions[0] * 1e6 < sum(p.numel() for p in model.parameters()) < millions[1] * 1e6
     with pytest.raises(InputError):
-        sam.random_config("facebook/sam2.1-hiera-large")
+        sam.random_config("facebook/sam-vit-huge")
 
 
 # ----------------------------------------------------------------------------------------------- loading

@@ -319,7 +319,9 @@ def test_message_validation(client: TestClient, clips: dict[str, Path]) -> None:
 def test_host_and_origin_are_checked(client: TestClient, clips: dict[str, Path]) -> None:
     assert client.get("/", headers={"Host": "evil.example"}).status_code == 400
     assert client.get("/", headers={"Host": "localhost:8000"}).status_code == 200
-    response = client.post("/api/sessions", json={"example": "metronome.mp4"}, headers={"Origin": "http://evil.example"})
+    response = client.post(
+        "/api/sessions", json={"example": "metronome.mp4"}, headers={"Origin": "http://evil.example"}
+    )
     assert response.status_code == 403
     response = client.post("/api/sessions", json={"example": "metronome.mp4"}, headers={"Origin": LOOPBACK})
     assert response.status_code == 201

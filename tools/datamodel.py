@@ -7,6 +7,7 @@ Conventions: boxes are (x0, y0, x1, y1) in pixels of the frame they were found i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -73,13 +74,15 @@ class Detections:
 
 @dataclass(frozen=True)
 class ObjectMask:
-    """One segmented object: a bool (H, W) mask, the phrase it answers, its box score and the mask's own score."""
+    """One segmented object: a bool (H, W) mask, the phrase it answers, its box score and the mask's own score;
+    object_id names a tracked object across frames (propagate mode), None when each frame stands alone."""
 
     mask: np.ndarray
     phrase: str
     box: tuple[float, float, float, float]
     box_score: float
     mask_score: float
+    object_id: int | None = None
 
     def __post_init__(self) -> None:
         mask = np.asarray(self.mask)
@@ -107,12 +110,17 @@ class FrameMasks:
             if obj.mask.shape != (self.height, self.width):
                 raise ValueError(f"object mask {obj.mask.shape} does not match frame size {(self.height, self.width)}")
 
-    def union(self) -> np.ndarray:
-        """The frame's answer: bool (H, W), True where any sounding object is."""
+    @cached_property
+    def _union(self) -> np.ndarray:
         out = np.zeros((self.height, self.width), dtype=bool)
         for obj in self.objects:
             out |= obj.mask
+        out.flags.writeable = False  # shared by every caller: read-only
         return out
+
+    def union(self) -> np.ndarray:
+        """The frame's answer: bool (H, W), True where any sounding object is (computed once, read-only)."""
+        return self._union
 
     def to_dict(self) -> dict:
         """JSON-ready summary with each object's mask as COCO RLE."""
@@ -129,6 +137,7 @@ class FrameMasks:
                     "mask_score": round(float(obj.mask_score), 4),
                     "area": obj.area,
                     "rle": encode_rle(obj.mask),
+                    **({} if obj.object_id is None else {"object_id": obj.object_id}),
                 }
                 for obj in self.objects
             ],
@@ -143,6 +152,7 @@ class FrameMasks:
                 tuple(o["box"]),
                 o["box_score"],
                 o["mask_score"],
+                o.get("object_id"),
             )
             for o in data["objects"]
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from tools.datamodel import FrameMasks
-from tools.frames import FrameRef
+from tools.frames import FrameRef, read_rgb
 from tools.overlay import render_overlay, write_overlay_video
 from tools.runfiles import staged_dir, write_mask_png
 
@@ -31,8 +31,7 @@ def overlay_frames(frames: Sequence[FrameRef], masks: Sequence[FrameMasks]) -> I
     so with the default audio windows each picture is on screen while the audio it was judged by plays."""
     for position, (frame, frame_masks) in enumerate(zip(frames, masks, strict=True)):
         start = 0.0 if position == 0 else frames[position - 1].timestamp_s
-        with Image.open(frame.path) as image:
-            picture = image.convert("RGB")
+        picture = read_rgb(frame.path)
         labels = [f"{o.phrase} {o.box_score:.2f}" for o in frame_masks.objects]
         yield start, render_overlay(picture, [o.mask for o in frame_masks.objects], labels)
 

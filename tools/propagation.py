@@ -6,8 +6,9 @@ Frame indices are FrameRef.index / Detections.frame_index / FrameMasks.frame_ind
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -15,6 +16,7 @@ from tools.critique import CheckThresholds, Finding, Problem, run_checks
 from tools.datamodel import Detections, FrameMasks, ObjectMask
 from tools.frames import FrameRef
 from tools.models.base import ModelSpec
+from tools.rle import decode_rle, encode_rle
 
 DRIFT_PROBLEMS: frozenset[Problem] = frozenset(
     {Problem.EMPTY_MASK, Problem.TINY_MASK, Problem.FULL_FRAME, Problem.AREA_JUMP}
@@ -40,6 +42,55 @@ class Propagator(Protocol):
         ...
 
 
+Tracked = tuple[int, list[dict[str, Any]], np.ndarray]
+"""One frame of a recorded track: (frame index, each object's mask as COCO RLE, float32 scores (N,))."""
+
+
+class MemoizedPropagator:
+    """A Propagator that keeps its latest complete track (masks as COCO RLE) and replays it when called again with
+    the same frames (files unchanged), seed frame, boxes, ids and max_side: a refine round that seeds the same boxes
+    tracks nothing. One track is kept, a few KB per object and frame, so memory does not grow with the clip."""
+
+    def __init__(self, inner: Propagator) -> None:
+        self.inner = inner
+        self.spec = inner.spec
+        self.last_reused = False
+        """Whether the latest propagate() call replayed the kept track."""
+        self._kept: tuple[tuple, list[Tracked]] | None = None
+
+    def propagate(
+        self,
+        frames: Sequence[FrameRef],
+        seed_frame: int,
+        boxes: np.ndarray,
+        obj_ids: Sequence[int],
+        max_side: int | None = None,
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        files = tuple((ref.path, ref.index, os.stat(ref.path).st_mtime_ns, os.stat(ref.path).st_size) for ref in frames)
+        key = (files, seed_frame, np.asarray(boxes, np.float32).tobytes(), tuple(obj_ids), max_side)
+        kept = self._kept
+        self.last_reused = kept is not None and kept[0] == key
+        if kept is not None and self.last_reused:
+            return self._replay(kept[1], {ref.index: ref for ref in frames})
+        return self._record(key, self.inner.propagate(frames, seed_frame, boxes, obj_ids, max_side))
+
+    def _record(
+        self, key: tuple, outputs: Iterator[tuple[int, np.ndarray, np.ndarray]]
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        track: list[Tracked] = []
+        for index, masks, scores in outputs:
+            track.append((index, [encode_rle(m) for m in masks], scores.copy()))
+            yield index, masks, scores
+        self._kept = (key, track)  # only a track consumed to the end is kept
+
+    @staticmethod
+    def _replay(track: list[Tracked], refs: dict[int, FrameRef]) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        for index, rles, scores in track:
+            ref = refs[index]
+            masks = np.stack([decode_rle(r) for r in rles]) if rles else np.zeros((0, ref.height, ref.width), bool)
+            yield index, masks, scores.copy()
+
+
 def best_seed_frame(detections: Sequence[Detections]) -> int | None:
     """The frame_index whose best box scores highest over the clip (ties: the earliest frame); None without boxes.
 
@@ -53,6 +104,18 @@ def best_seed_frame(detections: Sequence[Detections]) -> int | None:
         if best is None or score > best[0] or (score == best[0] and dets.frame_index < best[1]):
             best = (score, dets.frame_index)
     return None if best is None else best[1]
+
+
+def seed_candidates(has_phrases: Sequence[bool], count: int) -> list[int]:
+    """Positions of the frames to ground when choosing a seed: `count` frames evenly spaced over those with phrases
+    (the first and the last included), every such frame when count is 0 or at least their number."""
+    eligible = [k for k, asked in enumerate(has_phrases) if asked]
+    if count <= 0 or count >= len(eligible):
+        return eligible
+    if count == 1:
+        return [eligible[len(eligible) // 2]]
+    picks = np.linspace(0, len(eligible) - 1, count).round().astype(int)
+    return sorted({eligible[p] for p in picks})
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -108,15 +171,13 @@ def drift_findings(masks: Sequence[FrameMasks], thresholds: CheckThresholds | No
     Every phrase of the clip counts as asked in every frame, so a frame where a tracked object is missing or its
     union is empty reports empty_mask; full_frame and area_jump (between neighbouring frames by frame_index) as in
     the critique; tiny_mask only for a phrase that is not tiny in some other frame (an object that vanished, not
-    one that is small throughout). Frames are sorted by frame_index first: propagation yields them out of order.
+    one that is small throughout). `masks` must be in frame_index order (it may decode lazily: it is read in
+    passes, never held whole).
     """
-    frames = sorted(masks, key=lambda f: f.frame_index)
-    asked = tuple(dict.fromkeys(obj.phrase for frame in frames for obj in frame.objects))
-    findings = run_checks(frames, [asked] * len(frames), [], [], thresholds)
+    asked = tuple(dict.fromkeys(obj.phrase for frame in masks for obj in frame.objects))
+    findings = run_checks(masks, [asked] * len(masks), [], [], thresholds)
     tiny_at = {(f.frame_index, f.phrase) for f in findings if f.problem is Problem.TINY_MASK}
-    visible = {
-        obj.phrase for frame in frames for obj in frame.objects if (frame.frame_index, obj.phrase) not in tiny_at
-    }
+    visible = {obj.phrase for frame in masks for obj in frame.objects if (frame.frame_index, obj.phrase) not in tiny_at}
     return [
         f
         for f in findings
@@ -144,8 +205,8 @@ def propagate_detections(
 ) -> Iterator[FrameMasks]:
     """Track the seed frame's boxes through `frames`; one FrameMasks per frame in the order the propagator yields.
 
-    Object k answers seed.phrases[k] and carries the seed box score; its box is the mask's tight box (the seed box
-    on the seed frame) and its mask_score the tracker's presence score on that frame.
+    Object k (object_id k) answers seed.phrases[k] and carries the seed box score; its box is the mask's tight box
+    (the seed box on the seed frame) and its mask_score the tracker's presence score on that frame.
     """
     refs = {ref.index: ref for ref in frames}
     ids = list(range(len(seed)))
@@ -158,6 +219,7 @@ def propagate_detections(
                 tuple(seed.boxes[k].tolist()) if index == seed.frame_index else mask_box(mask),
                 float(seed.scores[k]),
                 float(scores[k]),
+                object_id=k,
             )
             for k, (mask, phrase) in enumerate(zip(masks, seed.phrases, strict=True))
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,16 +64,41 @@ def tiny_config() -> Sam2Config:
     return Sam2Config(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
 
 
+# Hiera sizes of the sam2.1 checkpoints (Meta's configs/sam2.1/sam2.1_hiera_{t,s,b+,l}.yaml, as transformers'
+# convert_sam2_to_hf.py writes them); the FPN neck takes the stages' widths, largest first.
+HIERA_SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {"blocks_per_stage": [1, 2, 7, 2], "global_attention_blocks": [5, 7, 9]},
+    "small": {"blocks_per_stage": [1, 2, 11, 2], "global_attention_blocks": [7, 10, 13]},
+    "base-plus": {
+        "hidden_size": 112,
+        "embed_dim_per_stage": [112, 224, 448, 896],
+        "num_attention_heads_per_stage": [2, 4, 8, 16],
+        "blocks_per_stage": [2, 3, 16, 3],
+        "global_attention_blocks": [12, 16, 20],
+        "window_positional_embedding_background_size": [14, 14],
+    },
+    "large": {
+        "hidden_size": 144,
+        "embed_dim_per_stage": [144, 288, 576, 1152],
+        "num_attention_heads_per_stage": [2, 4, 8, 16],
+        "blocks_per_stage": [2, 6, 36, 4],
+        "global_attention_blocks": [23, 33, 43],
+        "window_size_per_stage": [8, 4, 16, 8],
+    },
+}
+
+
 def random_config(model_id: str = "facebook/sam2.1-hiera-tiny", image_size: int = 1024) -> Sam2Config:
-    """sam2.1-hiera-tiny, written out so no file is needed.
+    """The sam2.1-hiera-{tiny,small,base-plus,large} architecture named by `model_id`, written out so no file is
+    needed.
 
     Sources: Meta's configs/sam2.1/sam2.1_hiera_t.yaml (Hiera embed_dim 96, num_heads 1, stages 1-2-7-2,
     global_att_blocks 5-7-9, window_pos_embed_bkg_spatial_size 7x7, Hiera's default window_spec 8-4-14-7; FPN
-    d_model 256 over backbone channels 768-384-192-96, top-down levels 2-3; image 1024) and the SAM2 defaults for
-    prompt encoder (256 wide, 16 px patches, 16 mask channels) and mask decoder (256 wide, 2 two-way layers,
-    8 heads, MLP 2048, 3 multimask outputs, IoU head 3 x 256, dynamic multimask via stability 0.05 / 0.98). These
-    equal the Sam2*Config defaults of transformers 5.24, which document them as sam2.1-hiera-tiny. Other sizes
-    (small, base-plus, large) are not written out: ask for them with the real face.
+    d_model 256 over backbone channels 768-384-192-96, top-down levels 2-3; image 1024), the other sizes' changes
+    to it (HIERA_SIZES), and the SAM2 defaults for prompt encoder (256 wide, 16 px patches, 16 mask channels) and
+    mask decoder (256 wide, 2 two-way layers, 8 heads, MLP 2048, 3 multimask outputs, IoU head 3 x 256, dynamic
+    multimask via stability 0.05 / 0.98). These equal the Sam2*Config defaults of transformers 5.24, which document
+    them as sam2.1-hiera-tiny.
 
     `image_size` (px, a multiple of 64) other than 1024 scales the input and every feature map with it, for cheaper
     cost runs (e.g. evals.bench --quick); the weights' shapes do not depend on it.
@@ -81,27 +107,28 @@ def random_config(model_id: str = "facebook/sam2.1-hiera-tiny", image_size: int 
         raise InputError(f"SAM2 image_size must be a multiple of 64 px, got {image_size}")
     side = image_size
     name = model_id.lower()
-    if any(size in name for size in ("small", "base", "large")):
-        raise InputError(f"segmenter face 'random' builds sam2.1-hiera-tiny only, not '{model_id}'")
-    backbone = Sam2HieraDetConfig(
-        hidden_size=96,
-        num_attention_heads=1,
-        image_size=[side, side],
-        patch_kernel_size=[7, 7],
-        patch_stride=[4, 4],
-        patch_padding=[3, 3],
-        query_stride=[2, 2],
-        window_positional_embedding_background_size=[7, 7],
-        num_query_pool_stages=3,
-        blocks_per_stage=[1, 2, 7, 2],
-        embed_dim_per_stage=[96, 192, 384, 768],
-        num_attention_heads_per_stage=[1, 2, 4, 8],
-        window_size_per_stage=[8, 4, 14, 7],
-        global_attention_blocks=[5, 7, 9],
-    )
+    size = next((s for s in ("base-plus", "small", "large", "tiny") if s in name), None)
+    if size is None:
+        raise InputError(f"segmenter face 'random' builds sam2.1-hiera-tiny/-small/-base-plus/-large, not '{model_id}'")
+    hiera = {
+        "hidden_size": 96,
+        "num_attention_heads": 1,
+        "image_size": [side, side],
+        "patch_kernel_size": [7, 7],
+        "patch_stride": [4, 4],
+        "patch_padding": [3, 3],
+        "query_stride": [2, 2],
+        "window_positional_embedding_background_size": [7, 7],
+        "num_query_pool_stages": 3,
+        "embed_dim_per_stage": [96, 192, 384, 768],
+        "num_attention_heads_per_stage": [1, 2, 4, 8],
+        "window_size_per_stage": [8, 4, 14, 7],
+        **HIERA_SIZES[size],
+    }
+    backbone = Sam2HieraDetConfig(**hiera)
     vision = Sam2VisionConfig(
         backbone_config=backbone,
-        backbone_channel_list=[768, 384, 192, 96],
+        backbone_channel_list=hiera["embed_dim_per_stage"][::-1],
         backbone_feature_sizes=[[side // 4, side // 4], [side // 8, side // 8], [side // 16, side // 16]],
         fpn_hidden_size=256,
         fpn_top_down_levels=[2, 3],

@@ -2,8 +2,8 @@
 
 Faces: `real` loads facebook/sam2.1-hiera-tiny / -small / -base-plus / -large (or a local folder) with its
 Sam2VideoProcessor; `tiny` builds a small seeded model with a 128 px processor in memory (the image adapter's tiny
-Hiera, widened where the memory path needs it); `random` builds the real sam2.1-hiera-tiny architecture with random
-weights (cost measurements).
+Hiera, widened where the memory path needs it); `random` builds the real sam2.1 architecture of the model id (tiny,
+small, base-plus or large) with random weights (cost measurements).
 
 Frames STREAM: each is decoded, preprocessed and added to the inference session only when it is tracked, and the
 session is a transformers Sam2VideoInferenceSession that is told the clip's length up front (so results equal
@@ -105,10 +105,14 @@ def tiny_config() -> Sam2VideoConfig:
     )
 
 
-def random_config(model_id: str = "facebook/sam2.1-hiera-tiny") -> Sam2VideoConfig:
-    """sam2.1-hiera-tiny for video: sam2.random_config()'s image parts plus SAM21_MEMORY (sizes other than tiny
-    raise InputError, as in the image adapter)."""
-    return _video_config(sam2.random_config(model_id), 1024)
+def random_config(model_id: str = "facebook/sam2.1-hiera-tiny", image_size: int = 1024) -> Sam2VideoConfig:
+    """The sam2.1 checkpoint's architecture for video: sam2.random_config()'s image parts plus SAM21_MEMORY. An
+    `image_size` other than 1024 (px, a multiple of 64) scales the input and the memory attention's feature grid
+    with it, for cheaper cost measurements."""
+    grid = image_size // 16
+    return _video_config(
+        sam2.random_config(model_id, image_size), image_size, memory_attention_rope_feat_sizes=[grid, grid]
+    )
 
 
 def _processor(side: int) -> Sam2VideoProcessor:
@@ -123,8 +127,8 @@ def build_tiny() -> tuple[Sam2VideoModel, Sam2VideoProcessor]:
     return seeded_model(Sam2VideoModel, tiny_config()), _processor(sam2.TINY_IMAGE_SIZE)
 
 
-def build_random(model_id: str) -> tuple[Sam2VideoModel, Sam2VideoProcessor]:
-    return seeded_model(Sam2VideoModel, random_config(model_id)), _processor(1024)
+def build_random(model_id: str, image_size: int = 1024) -> tuple[Sam2VideoModel, Sam2VideoProcessor]:
+    return seeded_model(Sam2VideoModel, random_config(model_id, image_size)), _processor(image_size)
 
 
 # ---------------------------------------------------------------------------------------------------------------
