@@ -134,3 +134,21 @@ def tool_call(name: str, **args: Any) -> AIMessage:
     return AIMessage(
         content=f"calling {name}", tool_calls=[{"name": name, "args": args, "id": f"call_{name}_{id(args)}"}]
     )
+
+
+class ScriptedTracker:
+    """Tracks the seed boxes perfectly, except that the object vanishes on `lost_frame` (a drift)."""
+
+    def __init__(self, lost_frame: int) -> None:
+        self.spec = fake_spec("propagator")
+        self.lost_frame = lost_frame
+        self.seeds: list[int] = []
+
+    def propagate(self, frames, seed_frame, boxes, obj_ids, max_side=None):
+        self.seeds.append(seed_frame)
+        for ref in frames:
+            masks = np.zeros((len(boxes), ref.height, ref.width), bool)
+            if ref.index != self.lost_frame:
+                for mask, (x0, y0, x1, y1) in zip(masks, boxes, strict=True):
+                    mask[round(y0) : round(y1), round(x0) : round(x1)] = True
+            yield ref.index, masks, np.full(len(boxes), 0.9, np.float32)

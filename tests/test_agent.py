@@ -10,7 +10,7 @@ import pytest
 from graphs.agent_tools import AGENT_TOOLS
 from graphs.planners import ChatPlanner
 from tests.agent_rig import MAN_BOX, PIANO_BOX, Rig
-from tests.fakes import BoxSegmenter, ScriptedChatModel, box_mask, tool_call
+from tests.fakes import BoxSegmenter, ScriptedChatModel, ScriptedTracker, box_mask, tool_call
 from tools.runfiles import read_json, read_mask_png
 from tools.tracing import read_trace
 
@@ -50,6 +50,25 @@ def test_builtin_planner_refines_until_the_critique_is_ok(tmp_path: Path) -> Non
     assert {"run_start", "llm_call", "decision", "tool_call", "critique", "run_end"} <= kinds
     assert [r["round"] for r in rig.trace() if r["kind"] == "critique"] == [0, 1]
     assert "Confidence" in state["messages"][-1].content
+
+
+def test_agent_in_propagate_mode_defers_frames_and_keeps_object_ids(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    tracker = ScriptedTracker(lost_frame=-1)
+    rig.registry.install(tracker.spec, tracker)
+    state = rig.run(segmentation="propagate", propagator=tracker.spec, seed_frames=2)
+    assert state["final"]["best_round"] == 1 and state["final"]["status"] == "ok"
+    grounds = [r for r in rig.trace() if r["kind"] == "tool_call" and r["name"] == "ground"]
+    for record in grounds:  # seed candidates 0 and 2; frame 1 waits for a drift that never comes
+        frames = record["result"]["frames"]
+        assert "deferred" in frames[1] and "found" in frames[0] and "found" in frames[2]
+    assert rig.grounder.frames_seen.count(1) == 0
+    assert tracker.seeds == [0, 0]  # round 1 found the piano too: new seed boxes, tracked again
+    want = box_mask(60, 80, MAN_BOX) | box_mask(60, 80, PIANO_BOX)
+    for k in range(1, 4):
+        np.testing.assert_array_equal(read_mask_png(rig.run_dir / "masks" / f"duet_{k}.png"), want)
+    result = read_json(rig.run_dir / "result.json")
+    assert [[o["object_id"] for o in f["objects"]] for f in result["frames"]] == [[0, 1]] * 3
 
 
 def test_scripted_llm_planner_drives_two_refinement_rounds(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from graphs.context import PipelineSettings, RunContext
 from graphs.pipeline import VideoSource
 from graphs.stages import MaskFile, ground_phrases, load_clip, segment_detections
 from tests.clipfactory import write_test_clip
-from tests.fakes import BoxGrounder, BoxSegmenter, ScriptedCaptioner, box_mask, fake_spec
+from tests.fakes import BoxGrounder, BoxSegmenter, ScriptedCaptioner, ScriptedTracker, box_mask
 from tools.datamodel import Detections, FrameMasks, ObjectMask
 from tools.models.base import ModelSpec
 from tools.models.registry import ModelRegistry
@@ -24,24 +24,6 @@ from tools.tracing import TraceWriter, read_trace
 from tools.translate import LexiconTranslator
 
 DOG_BOX = (0.1, 0.2, 0.5, 0.7)
-
-
-class ScriptedTracker:
-    """Tracks the seed boxes perfectly, except that the object vanishes on `lost_frame` (a drift)."""
-
-    def __init__(self, lost_frame: int) -> None:
-        self.spec = fake_spec("propagator")
-        self.lost_frame = lost_frame
-        self.seeds: list[int] = []
-
-    def propagate(self, frames, seed_frame, boxes, obj_ids, max_side=None):
-        self.seeds.append(seed_frame)
-        for ref in frames:
-            masks = np.zeros((len(boxes), ref.height, ref.width), bool)
-            if ref.index != self.lost_frame:
-                for mask, (x0, y0, x1, y1) in zip(masks, boxes, strict=True):
-                    mask[round(y0) : round(y1), round(x0) : round(x1)] = True
-            yield ref.index, masks, np.full(len(boxes), 0.9, np.float32)
 
 
 def _propagate_run(

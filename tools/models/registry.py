@@ -14,6 +14,7 @@ import torch
 
 from tools.errors import InputError, ModelUnavailableError
 from tools.models.base import DType, ModelSpec
+from tools.models.precision import enable_tf32
 
 # (role, family) -> "module:function" building the adapter from (spec, device); imported only when first used.
 LOADERS: dict[tuple[str, str], str] = {
@@ -110,6 +111,8 @@ class ModelRegistry:
 
     def __init__(self, device: str | None = None) -> None:
         self.device = pick_device(device)
+        if self.device.startswith("cuda"):
+            enable_tf32()
         self._adapters: dict[tuple, Any] = {}
         self.load_seconds: dict[str, float] = {}
         """Seconds each adapter took to build, by role (built ones only, not installed ones)."""
