@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
+from PIL import Image
 
 from graphs.context import RunContext
 from prompts.translate import PROMPT_VERSION
@@ -21,7 +22,7 @@ from tools.cache import DiskCache, array_digest
 from tools.datamodel import Detections, FrameMasks, ObjectMask
 from tools.embedding_cache import with_detection_cache, with_embedding_cache
 from tools.errors import InputError
-from tools.frames import FrameRef, extract_frames, frame_refs_from_files, read_rgb, save_work_png
+from tools.frames import WORK_PNG_LEVEL, FrameRef, extract_frames, frame_refs_from_files, load_frame
 from tools.grounding import ground_frames
 from tools.media import audio_rms_dbfs, decode_audio, probe_clip
 from tools.models.base import AudioCaptioner, AudioTagger, Segmenter
@@ -413,22 +414,32 @@ def read_masks(masks_file: str | Path) -> MaskFile:
     return MaskFile(read_json(masks_file))
 
 
+ROUND_OVERLAY_SIDE = 448
+"""Longer side (px) of the overlays a round's critique and the trace look at: the VLM critics downscale to 448 px
+(tools/models/critics.py MAX_IMAGE_SIDE) and the trace shows 160 px thumbnails, so nothing reads them larger; at
+1280x720 drawing and writing them at this size costs a sixth of full size."""
+
+
 def overlay_paths(run_dir: Path, round_index: int, n_frames: int) -> list[Path]:
     """work/overlays/round<r>_<k+1>.png: the overlays a round's critique looks at (frame numbers from 1)."""
     return [run_dir / "work" / "overlays" / f"round{round_index}_{k + 1}.png" for k in range(n_frames)]
 
 
 def render_round_overlays(
-    ctx: RunContext, frames: list[dict[str, Any]], masks: list[FrameMasks], round_index: int
+    ctx: RunContext, frames: list[dict[str, Any]], masks: Sequence[FrameMasks], round_index: int
 ) -> list[Path]:
-    """Each frame with its masks drawn on it (labels = phrases), saved at overlay_paths for the critic and trace."""
+    """Each frame with its masks drawn on it (labels = phrases), at most ROUND_OVERLAY_SIDE px on its longer side,
+    saved at overlay_paths for the critic and the trace."""
     paths = overlay_paths(ctx.run_dir, round_index, len(masks))
     paths[0].parent.mkdir(parents=True, exist_ok=True)
 
     def draw(frame: FrameRef, frame_masks: FrameMasks, path: Path) -> None:
-        labels = [o.phrase for o in frame_masks.objects]
-        overlay = render_overlay(read_rgb(frame.path), [o.mask for o in frame_masks.objects], labels)
-        save_work_png(overlay, path)
+        picture, scale = load_frame(frame, ROUND_OVERLAY_SIDE)
+        shown = [obj.mask for obj in frame_masks.objects]
+        if scale != 1.0:
+            shown = [np.asarray(Image.fromarray(m).resize(picture.size, Image.Resampling.NEAREST)) for m in shown]
+        overlay = render_overlay(picture, shown, [o.phrase for o in frame_masks.objects])
+        overlay.save(path, format="PNG", compress_level=WORK_PNG_LEVEL)
 
     # Blending, pasting and PNG encoding run in PIL's C code without the GIL: frames are drawn in parallel.
     for_each_in_threads(draw, zip(frame_refs(frames), masks, paths, strict=True))

@@ -1,4 +1,5 @@
-"""for_each_in_threads: every call runs, inputs are read lazily with a bounded backlog, errors come back."""
+"""map_ahead / for_each_in_threads: every call runs, results in order, inputs read lazily with a bounded backlog,
+errors come back."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import threading
 
 import pytest
 
-from tools.parallel import for_each_in_threads
+from tools.parallel import for_each_in_threads, map_ahead
 
 
 def test_every_call_runs_and_the_backlog_is_bounded() -> None:
@@ -29,7 +30,7 @@ def test_every_call_runs_and_the_backlog_is_bounded() -> None:
 
     for_each_in_threads(record, calls(), workers=3)
     assert sorted(done) == list(range(50))
-    assert most_ahead <= 2 * 3  # never more than two calls per thread waiting
+    assert most_ahead <= 2 * 3 + 1  # at most two calls per thread ahead of the one being collected
 
 
 def test_the_first_error_is_raised() -> None:
@@ -39,3 +40,7 @@ def test_the_first_error_is_raised() -> None:
 
     with pytest.raises(ValueError, match="seven"):
         for_each_in_threads(fail_on_seven, ((k,) for k in range(20)), workers=2)
+
+
+def test_map_ahead_yields_results_in_order() -> None:
+    assert list(map_ahead(lambda k: k * k, ((k,) for k in range(30)), workers=4)) == [k * k for k in range(30)]

@@ -10,6 +10,7 @@ from PIL import Image
 from tools.datamodel import FrameMasks
 from tools.frames import FrameRef, read_rgb
 from tools.overlay import render_overlay, write_overlay_video
+from tools.parallel import map_ahead
 from tools.runfiles import staged_dir, write_mask_png
 
 
@@ -27,13 +28,17 @@ def write_masks_folder(folder: Path, stem: str, masks: Sequence[FrameMasks]) -> 
 
 
 def overlay_frames(frames: Sequence[FrameRef], masks: Sequence[FrameMasks]) -> Iterator[tuple[float, Image.Image]]:
-    """(start time s, overlay image) per frame, one at a time. Frame k is shown from the previous frame's time,
-    so with the default audio windows each picture is on screen while the audio it was judged by plays."""
-    for position, (frame, frame_masks) in enumerate(zip(frames, masks, strict=True)):
+    """(start time s, overlay image) per frame, in order, drawn a few frames ahead on worker threads (PIL draws
+    without the GIL) while the caller encodes. Frame k is shown from the previous frame's time, so with the default
+    audio windows each picture is on screen while the audio it was judged by plays."""
+
+    def draw(position: int, frame: FrameRef, frame_masks: FrameMasks) -> tuple[float, Image.Image]:
         start = 0.0 if position == 0 else frames[position - 1].timestamp_s
-        picture = read_rgb(frame.path)
         labels = [f"{o.phrase} {o.box_score:.2f}" for o in frame_masks.objects]
-        yield start, render_overlay(picture, [o.mask for o in frame_masks.objects], labels)
+        return start, render_overlay(read_rgb(frame.path), [o.mask for o in frame_masks.objects], labels)
+
+    # Masks are read (decoded) here, in order; the bounded look-ahead keeps memory flat over long clips.
+    yield from map_ahead(draw, ((k, f, m) for k, (f, m) in enumerate(zip(frames, masks, strict=True))))
 
 
 def write_overlay(
