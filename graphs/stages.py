@@ -218,35 +218,40 @@ def ground_phrases(
     gets no boxes and a "deferred" entry (its phrases and thresholds) that segmentation grounds if tracking drifts.
     """
     settings = ctx.settings
-    # Raw detector outputs are kept per (picture, caption): a refine round that only changes thresholds reuses them.
-    grounder = with_detection_cache(ctx.registry.get(settings.grounder))
     refs = frame_refs(frames)
     todo = list(range(len(refs)))
     if settings.segmentation == "propagate":
         todo = seed_candidates([bool(p) for p in phrases], settings.seed_frames)
     found = ground_frames(
-        grounder,
+        _grounder(ctx),
         [refs[k] for k in todo],
         [phrases[k] for k in todo],
         box_threshold,
         text_threshold,
         settings.model_max_side,
     )
-    out = [Detections.empty(ref.index).to_dict() for ref in refs]
-    for k in range(len(refs)):
-        if phrases[k] and k not in todo:
+    grounded = dict(zip(todo, found, strict=True))
+    out = []
+    for k, ref in enumerate(refs):
+        if k in grounded:
+            out.append(grounded[k].to_dict())
+        elif phrases[k]:
             deferred = {"phrases": list(phrases[k]), "box_threshold": box_threshold, "text_threshold": text_threshold}
-            out[k] = {**out[k], "deferred": deferred}
-    for k, dets in zip(todo, found, strict=True):
-        out[k] = dets.to_dict()
+            out.append({**Detections.empty(ref.index).to_dict(), "deferred": deferred})
+        else:
+            out.append(Detections.empty(ref.index).to_dict())
     return out
+
+
+def _grounder(ctx: RunContext) -> Any:
+    # Raw detector outputs are kept per (picture, caption): a refine round that only changes thresholds reuses them.
+    return with_detection_cache(ctx.registry.get(ctx.settings.grounder))
 
 
 def _ground_deferred(ctx: RunContext, ref: FrameRef, deferred: dict[str, Any]) -> Detections:
     """Ground one frame that ground_phrases deferred, with the phrases and thresholds it recorded."""
-    grounder = with_detection_cache(ctx.registry.get(ctx.settings.grounder))
     [found] = ground_frames(
-        grounder,
+        _grounder(ctx),
         [ref],
         [deferred["phrases"]],
         deferred["box_threshold"],
@@ -268,11 +273,10 @@ def segment_detections(
     """
     refs = frame_refs(frames)
     if ctx.settings.segmentation == "propagate":
-        masks = _propagated_masks(ctx, refs, detections)
+        dicts = _propagated_masks(ctx, refs, detections)
     else:
         dets = [Detections.from_dict(d) for d in detections]
-        masks = segment_frames(image_segmenter(ctx), refs, dets, ctx.settings.model_max_side)
-    dicts = [m.to_dict() for m in masks]
+        dicts = [m.to_dict() for m in segment_frames(image_segmenter(ctx), refs, dets, ctx.settings.model_max_side)]
     write_json_atomic(masks_file, dicts)
     return dicts
 
@@ -286,7 +290,8 @@ def image_segmenter(ctx: RunContext) -> Segmenter:
     return ctx.segmenter
 
 
-def _propagated_masks(ctx: RunContext, refs: list[FrameRef], detections: list[dict[str, Any]]) -> list[FrameMasks]:
+def _propagated_masks(ctx: RunContext, refs: list[FrameRef], detections: list[dict[str, Any]]) -> list[dict]:
+    """The propagate mode's FrameMasks dicts (COCO RLE), in frame order: decoded masks are never all held at once."""
     settings = ctx.settings
     dets = [Detections.from_dict(d) for d in detections]
     deferred = {k: d["deferred"] for k, d in enumerate(detections) if d.get("deferred")}
@@ -298,11 +303,11 @@ def _propagated_masks(ctx: RunContext, refs: list[FrameRef], detections: list[di
         seed_index = best_seed_frame(dets)
         if seed_index is None:
             call.update(frames=len(refs), seed_frame=None)
-            return [FrameMasks(ref.index, ref.height, ref.width) for ref in refs]
+            return [FrameMasks(ref.index, ref.height, ref.width).to_dict() for ref in refs]
         if settings.propagator is None:
             raise InputError("segmentation 'propagate' needs a propagator model (a SAM2 video model)")
         tracked, reused = _track(ctx, refs, dets[seed_index])
-        masks: list[FrameMasks] = MaskFile(tracked)
+        masks = MaskFile(tracked)  # reads see the repairs written into `tracked`
         # Re-check after each repair: an area "jump" next to a vanished object is gone once the object is back.
         regrounded: list[int] = []
         grounded_late: dict[int, dict[str, Any]] = {}
@@ -323,7 +328,7 @@ def _propagated_masks(ctx: RunContext, refs: list[FrameRef], detections: list[di
             regrounded=regrounded,
             grounded_late=list(grounded_late.values()),
         )
-    return list(masks)
+    return tracked
 
 
 def _track(ctx: RunContext, refs: list[FrameRef], seed: Detections) -> tuple[list[dict], bool]:
