@@ -190,12 +190,22 @@ def _family_from_folder(role: Role, folder: Path) -> str:
     return family
 
 
+PROPAGATOR_FAMILY = {"sam2": "sam2_video", "sam3": "sam3_tracker_video"}
+"""Segmenter family -> the video tracker of the same checkpoint: SAM2's video model, or SAM 3's tracker (seeded
+with the boxes SAM 3's own text grounding found)."""
+
+
 def propagator_for(settings: PipelineSettings) -> ModelSpec:
-    """The SAM2 video model matching the run's SAM2 image segmenter (same checkpoint and face)."""
+    """The video tracker matching the run's segmenter (same checkpoint and face): SAM2 video for a SAM2 segmenter,
+    SAM 3's tracker for SAM 3."""
     segmenter = settings.segmenter
-    if segmenter.family != "sam2":
-        raise InputError("--segmentation propagate tracks with SAM2: it needs a SAM2 segmenter (not SAM 3)")
-    return ModelSpec(role="propagator", family="sam2_video", model_id=segmenter.model_id, face=segmenter.face)
+    family = PROPAGATOR_FAMILY.get(segmenter.family)
+    if family is None:
+        raise InputError(
+            f"--segmentation propagate tracks with SAM2 or SAM 3: it needs one of them as the segmenter, "
+            f"not '{segmenter.family}'"
+        )
+    return ModelSpec(role="propagator", family=family, model_id=segmenter.model_id, face=segmenter.face)
 
 
 def with_random_weights(settings: PipelineSettings) -> PipelineSettings:
@@ -208,6 +218,13 @@ def with_random_weights(settings: PipelineSettings) -> PipelineSettings:
         if spec is not None and spec.face == "real":
             updates[role] = spec.model_copy(update={"face": "random"})
     return settings.model_copy(update=updates)
+
+
+def with_compiled_models(settings: PipelineSettings) -> PipelineSettings:
+    """The captioner set to run its decoding compiled (ModelSpec.compile); other roles have no compiled path."""
+    if settings.captioner is None:
+        return settings
+    return settings.model_copy(update={"captioner": settings.captioner.model_copy(update={"compile": True})})
 
 
 def resolve_llm(settings: PipelineSettings, model: str | None, base_url: str | None) -> PipelineSettings:

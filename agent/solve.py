@@ -20,6 +20,7 @@ from agent.profiles import (
     parse_planner_arg,
     propagator_for,
     resolve_llm,
+    with_compiled_models,
     with_random_weights,
 )
 from agent.runner import load_run, new_run_dir, run_graph
@@ -64,11 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--box-threshold", type=float, help="GroundingDINO box threshold (paper: 0.25)")
     parser.add_argument("--text-threshold", type=float, help="GroundingDINO text threshold (default 0.25)")
     parser.add_argument("--segmentation", default="image", choices=["image", "propagate"],
-                        help="image: every frame on its own (the paper); propagate: SAM2 video tracking from the "
-                        "best-grounded frame")  # fmt: skip
+                        help="image: every frame on its own (the paper); propagate: video tracking (SAM2's, or SAM "
+                        "3's tracker with --profile sam3) from the best-grounded frame")  # fmt: skip
     parser.add_argument("--seed-frames", type=int, metavar="N", help="propagate mode: frames grounded to pick "
                         "the seed (default 3; 0: every frame); the others are grounded only where tracking "
                         "drifts")  # fmt: skip
+    parser.add_argument("--compile", action="store_true", help="compile the captioner's decoding (static KV "
+                        "cache, torch.compile on a GPU): the first answer waits for compilation, later ones are "
+                        "faster")  # fmt: skip
     parser.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
     parser.add_argument("--planner", metavar="{builtin,llm,local:MODEL}", help="agent planner: the built-in policy, "
                         "the --llm model, or a local transformers chat model (hub id, folder or tiny) with tool "
@@ -133,6 +137,8 @@ def settings_from_args(args: argparse.Namespace) -> PipelineSettings:
         settings = settings.model_copy(update={"seed_frames": args.seed_frames})
     if args.weights == "random":
         settings = with_random_weights(settings)
+    if args.compile:
+        settings = with_compiled_models(settings)
     needs_llm = settings.oracle_phrases is None and settings.translator == "llm"
     remote_planner = getattr(settings, "planner", None) == "llm" and getattr(settings, "planner_model", None) is None
     if needs_llm or remote_planner or args.llm or args.llm_base_url:

@@ -66,10 +66,12 @@ class PipelineSettings(BaseModel):
     write_overlay: bool = True
     segmentation: Literal["image", "propagate"] = Field(
         "image",
-        description="image: every frame on its own (the paper); propagate: SAM2 video tracking from the "
-        "best-grounded frame, forward and backward, re-grounding frames where the track drifts",
+        description="image: every frame on its own (the paper); propagate: video tracking (SAM2 video or SAM 3's "
+        "tracker) from the best-grounded frame, forward and backward, re-grounding frames where the track drifts",
     )
-    propagator: ModelSpec | None = Field(default=None, description="SAM2 video model for segmentation=propagate")
+    propagator: ModelSpec | None = Field(
+        default=None, description="video tracker for segmentation=propagate (SAM2 video, SAM 3's tracker)"
+    )
     seed_frames: int = Field(
         3,
         ge=0,

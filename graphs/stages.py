@@ -267,9 +267,10 @@ def segment_detections(
     """Masks for every detection, written to `masks_file` as FrameMasks dicts (COCO RLE); returns the dicts.
 
     Image mode segments every frame on its own (the paper); propagate mode tracks the best-grounded frame's
-    objects through the clip with SAM2's video model and repairs the frames where the track drifted (an object
-    vanished, a full-frame mask, a jumping area): each is grounded (if it was deferred) and segmented from its own
-    boxes, its objects keeping the ids of the tracked objects they overlap.
+    objects through the clip with a video tracker (SAM2's, or SAM 3's seeded by its own text grounding) and
+    repairs the frames where the track drifted (an object vanished, a full-frame mask, a jumping area): each is
+    grounded (if it was deferred) and segmented from its own boxes, its objects keeping the ids of the tracked
+    objects they overlap.
     """
     refs = frame_refs(frames)
     if ctx.settings.segmentation == "propagate":
@@ -305,7 +306,7 @@ def _propagated_masks(ctx: RunContext, refs: list[FrameRef], detections: list[di
             call.update(frames=len(refs), seed_frame=None)
             return [FrameMasks(ref.index, ref.height, ref.width).to_dict() for ref in refs]
         if settings.propagator is None:
-            raise InputError("segmentation 'propagate' needs a propagator model (a SAM2 video model)")
+            raise InputError("segmentation 'propagate' needs a propagator model (a SAM2 or SAM 3 video tracker)")
         tracked, reused = _track(ctx, refs, dets[seed_index])
         masks = MaskFile(tracked)  # reads see the repairs written into `tracked`
         # Re-check after each repair: an area "jump" next to a vanished object is gone once the object is back.

@@ -115,6 +115,7 @@ def write_test_clip(
     irregular: bool = False,
     silent: bool = False,
     gop: int = 12,
+    audio_codec: str = "aac",
 ) -> Path:
     """Write an H.264 mp4 of ``seconds`` at ``fps`` with ``size`` = (width, height) coded pixels.
 
@@ -141,7 +142,8 @@ def write_test_clip(
             vstream.set_display_rotation(-(rotation_deg % 360))  # PyAV takes the counter-clockwise angle
         astream = None
         if audio:
-            astream = container.add_stream("aac", rate=sample_rate, layout="mono" if channels == 1 else "stereo")
+            layout = "mono" if channels == 1 else "stereo"
+            astream = container.add_stream(audio_codec, rate=sample_rate, layout=layout)
             astream.time_base = Fraction(1, sample_rate)
         end = max(pts[-1] + 1, round(seconds / time_base))
         durations = {t: (pts[i + 1] if i + 1 < len(pts) else end) - t for i, t in enumerate(pts)}

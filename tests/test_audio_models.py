@@ -84,6 +84,28 @@ def test_batching_and_left_padding_do_not_change_answers(family: str, captioner_
     assert one_by_one.usage.input_tokens == batched.usage.input_tokens
 
 
+@pytest.mark.parametrize("family", CAPTIONERS)
+def test_compiled_decoding_gives_the_same_answers(family: str, captioner_of, monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = captioner_of[family]
+    spec = plain.spec.model_copy(update={"compile": True})
+    compiled = captioners.ChatAudioCaptioner(spec, plain.model, plain.processor, "cpu", plain.system_prompt)
+    caches: list[str | None] = []
+    generate = plain.model.generate
+
+    def spy(*args, **kwargs):
+        caches.append(kwargs.get("cache_implementation"))
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(plain.model, "generate", spy)
+    windows = noise(3, plain.sampling_rate)
+    queries = ["generate audio caption", "a much longer query so that the prompts need left padding"]
+    want = plain.describe(windows, queries, max_new_tokens=MAX_NEW)
+    got = compiled.describe(windows, queries, max_new_tokens=MAX_NEW)
+    # The compiled captioner decodes with a static KV cache (what torch.compile needs), the plain one does not.
+    assert caches == [None, "static"]
+    assert got == want
+
+
 def test_captioner_edge_inputs(captioner_of) -> None:
     captioner = captioner_of["qwen2_5_omni"]
     with pytest.raises(InputError):

@@ -158,3 +158,33 @@ def test_overlay_video_is_written_atomically(tmp_path: Path, source: Path) -> No
         write_overlay_video(out, failing(), 5.0, source)
     assert out.read_bytes() == b"previous result"  # the old file is never half-overwritten
     assert [p.name for p in tmp_path.iterdir()] == ["overlay.mp4"]
+
+
+def _audio_payloads(path: Path) -> list[bytes]:
+    with av.open(str(path)) as container:
+        return [bytes(p) for p in container.demux(container.streams.audio[0]) if p.size]
+
+
+def test_overlay_video_copies_aac_audio_and_cuts_it_at_the_end(tmp_path: Path, source: Path) -> None:
+    out = tmp_path / "short.mp4"
+    write_overlay_video(out, [(0.0, _coded(1)), (1.0, _coded(2))], 3.0, source)
+    copied, original = _audio_payloads(out), _audio_payloads(source)
+    # The AAC packets are the source's own bytes (no re-encoding), up to the video's end.
+    assert copied == original[: len(copied)] and len(copied) < len(original)
+    with av.open(str(out)) as container:
+        audio = container.streams.audio[0]
+        assert float(audio.duration * audio.time_base) == pytest.approx(3.0, abs=1e-3)
+    got, want = decode_audio(out, [16000])[16000], decode_audio(source, [16000])[16000]
+    assert got.shape == (48000,)
+    assert np.corrcoef(got[800:47000], want[800:47000])[0, 1] > 0.99
+
+
+def test_overlay_video_reencodes_other_audio_codecs_to_aac(tmp_path: Path) -> None:
+    mp3 = write_test_clip(tmp_path / "mp3.mp4", audio_codec="libmp3lame", sample_rate=44100, seconds=3.0)
+    out = tmp_path / "overlay.mp4"
+    write_overlay_video(out, [(0.0, _coded(1)), (1.0, _coded(2))], 3.0, mp3)
+    with av.open(str(out)) as container:
+        assert container.streams.audio[0].codec_context.name == "aac"
+    got, want = decode_audio(out, [16000])[16000], decode_audio(mp3, [16000])[16000]
+    assert got.shape == (48000,)
+    assert np.corrcoef(got[800:47000], want[800:47000])[0, 1] > 0.99

@@ -1,5 +1,6 @@
-"""Video mode: SAM2 video propagation (tiny, streamed, bounded memory), SAM 3 text segmentation (tiny), and the pure
-seed / id-matching / drift logic of tools/propagation.py. Offline, CPU."""
+"""Video mode: video propagation with SAM2's and SAM 3's trackers (tiny, streamed, bounded memory; one propagator
+runs both), SAM 3 text segmentation (tiny), and the pure seed / id-matching / drift logic of tools/propagation.py.
+Offline, CPU."""
 
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ from tools.propagation import (
 )
 
 VIDEO_TINY = ModelSpec(role="propagator", family="sam2_video", model_id="sam2-video-tiny-test", face="tiny")
+SAM3_VIDEO_TINY = ModelSpec(
+    role="propagator", family="sam3_tracker_video", model_id="sam3-video-tiny-test", face="tiny"
+)
 SAM3_TINY = ModelSpec(role="text_segmenter", family="sam3", model_id="sam3-tiny-test", face="tiny")
 WIDTH, HEIGHT = 75, 53  # odd sizes: masks must come back at exactly this size
 BOXES = np.array([[5, 6, 40, 30], [30, 12, 70, 50]], dtype=np.float32)
@@ -65,9 +69,10 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def propagator() -> sam2_video.Sam2VideoPropagator:
-    return sam2_video.load_sam2_video(VIDEO_TINY, "cpu")
+@pytest.fixture(scope="module", params=[VIDEO_TINY, SAM3_VIDEO_TINY], ids=["sam2", "sam3"])
+def propagator(request: pytest.FixtureRequest) -> sam2_video.Sam2VideoPropagator:
+    """Each tiny tracker, SAM2's video model and SAM 3's tracker: the same propagator code runs both."""
+    return ModelRegistry("cpu").get(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +116,7 @@ def test_equals_transformers_whole_video_api(propagator: sam2_video.Sam2VideoPro
     for reverse in (False, True):
         for out in model.propagate_in_video_iterator(session, start_frame_idx=3, reverse=reverse):
             masks = processor.post_process_masks([out.pred_masks], [[HEIGHT, WIDTH]])[0][:, 0].numpy()
-            reference.setdefault(out.frame_idx, (masks, torch.sigmoid(out.object_score_logits).numpy()))
+            reference.setdefault(out.frame_idx, (masks, torch.sigmoid(out.object_score_logits).reshape(-1).numpy()))
     for index, masks, scores in _run(propagator, clip6, seed=3):
         assert np.array_equal(masks, reference[index][0])
         assert np.allclose(scores, reference[index][1], atol=1e-4)  # float noise of a different tensor layout
@@ -255,12 +260,14 @@ def test_sam2_video_random_config_is_hiera_tiny() -> None:
     assert tiny.vision_config.fpn_hidden_size == tiny.memory_attention_hidden_size == 128
 
 
-def test_sam2_video_saved_tiny_loads_as_real(propagator: sam2_video.Sam2VideoPropagator, clip6, tmp_path) -> None:
+def test_saved_tiny_loads_as_real(propagator: sam2_video.Sam2VideoPropagator, clip6, tmp_path) -> None:
     propagator.model.save_pretrained(tmp_path)
     propagator.processor.save_pretrained(tmp_path)
-    real = sam2_video.load_sam2_video(ModelSpec(role="propagator", family="sam2_video", model_id=str(tmp_path)), "cpu")
+    real = ModelRegistry("cpu").get(propagator.spec.model_copy(update={"model_id": str(tmp_path), "face": "real"}))
     for (i1, m1, s1), (i2, m2, s2) in zip(_run(propagator, clip6, 1), _run(real, clip6, 1), strict=True):
-        assert i1 == i2 and np.array_equal(m1, m2) and np.array_equal(s1, s2)
+        # Same weights, but loaded ones sit at other memory alignments, and MKL's float32 rounding depends on that
+        # (logits differ by ~1e-9 even object by object): scores may differ in their last bit.
+        assert i1 == i2 and np.array_equal(m1, m2) and np.allclose(s1, s2, rtol=0, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------------- SAM 3

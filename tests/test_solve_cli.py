@@ -175,10 +175,17 @@ def test_tiny_profile_agent_writes_a_complete_run_folder(clip: Path, tmp_path: P
 def test_tiny_profile_pipeline_writes_a_complete_run_folder(clip: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     code, _, err = _run_cli(
-        [str(clip), "--profile", "tiny", "--graph", "pipeline", "--out", str(run), "--no-cache"], capsys
+        [str(clip), "--profile", "tiny", "--graph", "pipeline", "--out", str(run), "--no-cache", "--compile"], capsys
     )
     assert code == 0, err
     result = read_json(run / "result.json")
+    # --compile reaches the captioner only: the roles without a compiled path keep their plain specs.
+    assert {m["role"]: m["compile"] for m in result["models"]} == {
+        "captioner": True,
+        "tagger": False,
+        "grounder": False,
+        "segmenter": False,
+    }
     assert set(result["timings_s"]) == {"load", "describe_audio", "translate", "ground", "segment", "emit"}
     assert result["tokens"]["input"] > 0 and result["tokens"]["output"] > 0 and "agent" not in result
     assert sorted(p.name for p in (run / "masks").iterdir()) == [f"clip_{k}.png" for k in range(1, 4)]

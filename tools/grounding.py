@@ -16,14 +16,15 @@ def ground_frames(
     box_threshold: float,
     text_threshold: float,
     max_side: int,
-    batch_size: int = 4,
 ) -> list[Detections]:
     """One Detections per frame (empty where the frame has no phrase), batched over frames.
 
-    Frames are downscaled to `max_side` for the model and boxes scaled back to original pixels.
+    Frames are downscaled to `max_side` for the model and boxes scaled back to original pixels. Frames are decoded
+    and handed over as many at a time as the grounder forwards in one pass (its `batch_size`, else 4).
     """
     results: dict[int, Detections] = {f.index: Detections.empty(f.index) for f in frames}
     todo = [(f, p) for f, p in zip(frames, phrases, strict=True) if p]
+    batch_size = getattr(grounder, "batch_size", 4)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         loaded = [load_frame(f, max_side) for f, _ in chunk]

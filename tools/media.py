@@ -58,6 +58,7 @@ class ClipInfo:
     degrees (0/90/180/270), that turns decoded pictures upright (the legacy ``rotate`` tag; FFmpeg's display
     matrix stores the opposite, counter-clockwise angle). fps is the average frame rate (frames per second),
     n_frames the container's frame count or duration*fps when it has none. duration_s is seconds of video.
+    video_codec / audio_codec are FFmpeg decoder names ("h264", "aac"); audio_codec is None without audio.
     """
 
     path: str
@@ -71,6 +72,7 @@ class ClipInfo:
     audio_sample_rate: int | None
     audio_channels: int | None
     video_codec: str
+    audio_codec: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict of the fields."""
@@ -240,10 +242,12 @@ def _probe_open(p: Path, container: InputContainer) -> ClipInfo:
 
     audio_rate: int | None = None
     audio_channels: int | None = None
+    audio_codec: str | None = None
     if container.streams.audio:
         actx = container.streams.audio[0].codec_context
         audio_rate = int(actx.sample_rate) or None
         audio_channels = int(actx.channels) or None
+        audio_codec = actx.name
 
     return ClipInfo(
         path=str(p),
@@ -257,6 +261,7 @@ def _probe_open(p: Path, container: InputContainer) -> ClipInfo:
         audio_sample_rate=audio_rate,
         audio_channels=audio_channels,
         video_codec=stream.codec_context.name,
+        audio_codec=audio_codec,
     )
 
 

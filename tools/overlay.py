@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -15,7 +16,7 @@ from av.video.reformatter import Colorspace
 from PIL import Image, ImageDraw, ImageFont
 
 from tools.errors import InputError
-from tools.media import iter_audio, probe_clip
+from tools.media import ClipInfo, iter_audio, probe_clip
 
 __all__ = ["PALETTE", "render_overlay", "write_overlay_video"]
 
@@ -108,15 +109,14 @@ def _even(image: Image.Image) -> Image.Image:
 class _AudioTrack:
     """Re-encodes a clip's audio to AAC in step with the video, cut at the video's duration."""
 
-    def __init__(self, container: OutputContainer, source: str | Path, duration_s: float) -> None:
-        info = probe_clip(source)
-        rate = info.audio_sample_rate or 48000
+    def __init__(self, container: OutputContainer, source: ClipInfo, duration_s: float) -> None:
+        rate = source.audio_sample_rate or 48000
         self.rate = rate if rate in _AAC_RATES else 48000
-        self.channels = 1 if (info.audio_channels or 1) == 1 else 2
+        self.channels = 1 if (source.audio_channels or 1) == 1 else 2
         self.stream = container.add_stream("aac", rate=self.rate, layout="mono" if self.channels == 1 else "stereo")
         self.stream.time_base = Fraction(1, self.rate)
         self._container = container
-        self._blocks = iter_audio(source, self.rate, channels=self.channels)
+        self._blocks = iter_audio(source.path, self.rate, channels=self.channels)
         self._limit = round(duration_s * self.rate)
         self._written = 0
 
@@ -143,6 +143,53 @@ class _AudioTrack:
         self.write_until(math.inf)
         for packet in self.stream.encode(None):
             self._container.mux(packet)
+
+
+class _AudioCopy:
+    """Copies a clip's AAC packets as they are (no decoding, no re-encoding: the same audio, bit for bit), in step
+    with the video. Timestamps keep the audio's offset to the video's start; the packet that crosses the video's
+    end has its duration cut there, so the track (and a decoder honouring it) stops with the video."""
+
+    def __init__(self, container: OutputContainer, source: ClipInfo, duration_s: float) -> None:
+        self._input = av.open(source.path)
+        audio = self._input.streams.audio[0]
+        video = self._input.streams.video[0]
+        self.stream = container.add_stream_from_template(audio)
+        self._container = container
+        self._tb = audio.time_base
+        # Ticks of the audio time base: times in the copy count from the video's first frame, as in the source.
+        video_start = float(video.start_time * video.time_base) if video.start_time is not None else 0.0
+        self._shift = round(video_start / self._tb)
+        self._limit = round(duration_s / self._tb)
+        self._packets = (p for p in self._input.demux(audio) if p.pts is not None and p.dts is not None)
+        self._held: av.Packet | None = None
+
+    def write_until(self, t_s: float) -> None:
+        """Copy the packets that start before ``t_s`` seconds (and before the video's end)."""
+        target = self._limit if math.isinf(t_s) else min(self._limit, round(t_s / self._tb))
+        while (packet := self._held or next(self._packets, None)) is not None:
+            start = packet.pts - self._shift
+            if start >= self._limit:
+                self._packets = iter(())
+                self._held = None
+                return
+            if start >= target:
+                self._held = packet
+                return
+            self._held = None
+            packet.pts, packet.dts = start, packet.dts - self._shift
+            packet.duration = min(packet.duration or self._limit - start, self._limit - start)
+            packet.stream = self.stream
+            self._container.mux(packet)
+
+    def finish(self) -> None:
+        self.write_until(math.inf)
+
+    def __enter__(self) -> _AudioCopy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._input.close()
 
 
 class _VideoTrack:
@@ -186,9 +233,12 @@ def _encode(
     tmp: Path, frames: Iterable[tuple[float, Image.Image]], duration_s: float, audio_source: str | Path | None
 ) -> None:
     end_ms = round(duration_s * 1000)
-    with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
-        with_audio = audio_source is not None and probe_clip(audio_source).has_audio
-        audio: _AudioTrack | None = None
+    source = probe_clip(audio_source) if audio_source is not None else None
+    with (
+        av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as container,
+        contextlib.ExitStack() as cleanup,
+    ):
+        audio: _AudioTrack | _AudioCopy | None = None
         video: _VideoTrack | None = None
         pending: tuple[int, Image.Image] | None = None  # shown from its start until the next frame's start
 
@@ -199,8 +249,12 @@ def _encode(
             if video is None:
                 # Streams are added once the first image gives the size; video first, as players expect.
                 video = _VideoTrack(container, image.size)
-                if with_audio and audio_source is not None:
-                    audio = _AudioTrack(container, audio_source, duration_s)
+                if source is not None and source.has_audio:
+                    # AAC (nearly every mp4) is copied as it is; other codecs are re-encoded to AAC for mp4.
+                    if source.audio_codec == "aac":
+                        audio = cleanup.enter_context(_AudioCopy(container, source, duration_s))
+                    else:
+                        audio = _AudioTrack(container, source, duration_s)
             elif image.size != video.size:
                 (w, h), (w0, h0) = image.size, video.size
                 raise ValueError(
@@ -243,8 +297,8 @@ def write_overlay_video(
     from 0. Frames are consumed one at a time. Starts must not decrease; an equal start replaces the previous
     frame; frames starting at or after ``duration_s`` are skipped. All images must share one size (odd sizes
     are padded to even by repeating the edge). When ``audio_source`` has an audio stream, its audio (aligned
-    to its video start) is re-encoded to AAC, cut at ``duration_s`` and muxed in sync; otherwise the mp4 is
-    video only.
+    to its video start) is muxed in sync and cut at ``duration_s``: AAC packets are copied unchanged, other codecs
+    are re-encoded to AAC; otherwise the mp4 is video only.
 
     The file appears atomically: it is written as ``.<name>.partial`` in the same folder and renamed onto
     ``out_path``; on any error the partial file is removed and the error re-raised.

@@ -40,7 +40,7 @@ LINE_KEYS = (
 # The model flags below mean what they mean in agent.solve; its parser supplies the defaults of everything else.
 MODEL_FLAGS = (
     "profile", "graph", "device", "weights", "captioner", "tagger", "grounder", "segmenter", "queries", "translator",
-    "llm", "llm_base_url", "variant", "box_threshold", "text_threshold",
+    "llm", "llm_base_url", "variant", "box_threshold", "text_threshold", "compile",
 )  # fmt: skip
 _ORACLE_PLACEHOLDER = "oracle"  # per-clip class names replace it; giving phrases skips the LLM requirement
 
@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--variant", choices=["none", "prompt", "frame", "both"])
     models.add_argument("--box-threshold", type=float)
     models.add_argument("--text-threshold", type=float)
+    models.add_argument("--compile", action="store_true", help="compile the captioner's decoding (worth it over "
+                        "many clips: the first waits for compilation)")  # fmt: skip
     return p
 
 

@@ -2,24 +2,22 @@
 
 Per stage: seconds (total, per clip, per frame, median and 95th percentile per clip), model calls and tokens.
 Calls: captioner and translator from result.json "usage" (a cache hit costs 0 calls and 0 tokens); grounder =
-its batched detect calls (frames with phrases, in batches of tools.grounding.ground_frames' batch size);
+its batched detect calls (frames with phrases, in batches of GroundingDINO's batch size on the run's device);
 segmenter = one call per frame with at least one box. Model loading is a one-time cost of the process (the
 registry is shared), so it is reported per role as the largest value any clip's result.json saw, not summed.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from tools.grounding import ground_frames
+from tools.models.grounding_dino import batch_size_for
 
 STAGE_ROLE = {"describe_audio": "captioner", "translate": "translator", "ground": "grounder", "segment": "segmenter"}
-GROUNDER_BATCH = int(inspect.signature(ground_frames).parameters["batch_size"].default)
 
 
 def _calls(result: dict[str, Any]) -> dict[str, dict[str, int]]:
@@ -29,7 +27,8 @@ def _calls(result: dict[str, Any]) -> dict[str, dict[str, int]]:
     out = {role: {k: int(usage.get(role, {}).get(k, 0)) for k in keys} for role in ("captioner", "translator")}
     frames = result.get("frames", [])
     grounded = sum(1 for f in frames if f.get("phrases"))
-    out["grounder"] = {"calls": math.ceil(grounded / GROUNDER_BATCH), "input_tokens": 0, "output_tokens": 0}
+    batch = batch_size_for(result.get("device") or "cpu")
+    out["grounder"] = {"calls": math.ceil(grounded / batch), "input_tokens": 0, "output_tokens": 0}
     out["segmenter"] = {
         "calls": sum(1 for f in frames if f.get("detections", {}).get("boxes")),
         "input_tokens": 0,

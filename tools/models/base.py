@@ -28,6 +28,8 @@ class ModelSpec(BaseModel):
     model of the same architecture in-process, no files (tests, offline smoke runs); `random` builds the
     REAL-size architecture with random weights (cost measurements without downloads; outputs meaningless).
     family: the architecture adapter, e.g. "qwen2_audio", "clap", "grounding_dino", "sam2".
+    compile: run the adapter's hot loop compiled where it has one (captioners: a static KV cache, whose decoding
+    steps transformers compiles with torch.compile on a GPU). Same outputs; the first call pays the compilation.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -38,6 +40,7 @@ class ModelSpec(BaseModel):
     face: Face = "real"
     dtype: DType = "auto"
     revision: str | None = None
+    compile: bool = False
 
     @property
     def meaningful(self) -> bool:

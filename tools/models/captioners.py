@@ -173,11 +173,15 @@ class ChatAudioCaptioner:
         # Float tensors (audio features) take the model's dtype; integer ids and masks only move.
         inputs = inputs.to(self.device, dtype=self.model.dtype)
         prompt_len = inputs["input_ids"].shape[1]
+        # A static cache has fixed shapes, so transformers compiles the decoding step (CUDA graphs on a GPU): the
+        # step is launch-bound for a 7B model at these batch sizes. The cache grows to the longest prompt seen.
+        static = {"cache_implementation": "static"} if self.spec.compile else {}
         generated = self.model.generate(
             **inputs,
             max_new_tokens=max_new_tokens,
             do_sample=False,  # greedy, whatever sampling defaults the checkpoint's generation_config carries
             pad_token_id=self._pad_id,
+            **static,
         )
         new_tokens = generated[:, prompt_len:].cpu()
         answers = [text.strip() for text in self.processor.batch_decode(new_tokens, skip_special_tokens=True)]

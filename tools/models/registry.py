@@ -26,6 +26,7 @@ LOADERS: dict[tuple[str, str], str] = {
     ("grounder", "grounding_dino"): "tools.models.grounding_dino:load_grounding_dino",
     ("segmenter", "sam2"): "tools.models.sam2:load_sam2",
     ("propagator", "sam2_video"): "tools.models.sam2_video:load_sam2_video",
+    ("propagator", "sam3_tracker_video"): "tools.models.sam3_video:load_sam3_video",
     ("text_segmenter", "sam3"): "tools.models.sam3:load_sam3",
     ("critic", "qwen2_5_vl"): "tools.models.critics:load_qwen2_5_vl",
     ("planner", "qwen2_chat"): "tools.models.chat_llm:load_qwen2_chat",

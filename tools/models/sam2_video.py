@@ -7,7 +7,7 @@ small, base-plus or large) with random weights (cost measurements).
 
 Frames STREAM: each is decoded, preprocessed and added to the inference session only when it is tracked, and the
 session is a transformers Sam2VideoInferenceSession that is told the clip's length up front (so results equal
-transformers' whole-video API, see `_ClipSession`). transformers keeps every added frame and every per-frame
+transformers' whole-video API, see `ClipSession`). transformers keeps every added frame and every per-frame
 output in the session, so after each frame this adapter drops what SAM2 can no longer read (see
 `Sam2VideoPropagator`): memory held is bounded by the model's memory window, not by the video's length.
 """
@@ -16,13 +16,20 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from transformers import Sam2Config, Sam2VideoConfig, Sam2VideoModel, Sam2VideoProcessor
+from transformers import (
+    PreTrainedModel,
+    ProcessorMixin,
+    Sam2Config,
+    Sam2VideoConfig,
+    Sam2VideoModel,
+    Sam2VideoProcessor,
+)
 from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
 from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
 
@@ -33,6 +40,7 @@ from tools.models.base import ModelSpec
 from tools.models.precision import scoped_autocast
 from tools.models.registry import load_pretrained, torch_dtype
 from tools.models.tiny_text import seeded_model
+from tools.models.video_batching import track_frame
 
 TINY_MEMORY_WIDTH = 128
 """Tiny face's FPN / prompt / decoder / memory-attention width. transformers' Sam2VideoModel needs
@@ -86,23 +94,27 @@ def tiny_config() -> Sam2VideoConfig:
     one memory-attention layer on its 8 x 8 top feature grid; 7 memory frames and 16 pointers as the real models
     (so the memory window the propagator keeps is the real one). memory_encoder_output_channels stays 64."""
     base = sam2.tiny_config()
+    base.vision_config.fpn_hidden_size = TINY_MEMORY_WIDTH
+    base.prompt_encoder_config.hidden_size = TINY_MEMORY_WIDTH
+    base.mask_decoder_config.hidden_size = TINY_MEMORY_WIDTH
+    return _video_config(base, sam2.TINY_IMAGE_SIZE, **tiny_memory(sam2.TINY_IMAGE_SIZE // 16))
+
+
+def tiny_memory(grid: int) -> dict[str, Any]:
+    """The tiny faces' memory path (SAM2's and SAM 3's trackers share its code): TINY_MEMORY_WIDTH wide, one
+    memory-attention layer on the grid x grid top feature map, memory fuser and mask downsampler as wide; the
+    memory-frame and pointer counts are left to the real values."""
     width = TINY_MEMORY_WIDTH
-    base.vision_config.fpn_hidden_size = width
-    base.prompt_encoder_config.hidden_size = width
-    base.mask_decoder_config.hidden_size = width
-    grid = sam2.TINY_IMAGE_SIZE // 16
-    return _video_config(
-        base,
-        sam2.TINY_IMAGE_SIZE,
-        memory_attention_hidden_size=width,
-        memory_attention_num_layers=1,
-        memory_attention_feed_forward_hidden_size=2 * width,
-        memory_attention_rope_feat_sizes=[grid, grid],
-        memory_encoder_hidden_size=width,
-        mask_downsampler_embed_dim=width,
-        memory_fuser_embed_dim=width,
-        memory_fuser_intermediate_dim=2 * width,
-    )
+    return {
+        "memory_attention_hidden_size": width,
+        "memory_attention_num_layers": 1,
+        "memory_attention_feed_forward_hidden_size": 2 * width,
+        "memory_attention_rope_feat_sizes": [grid, grid],
+        "memory_encoder_hidden_size": width,
+        "mask_downsampler_embed_dim": width,
+        "memory_fuser_embed_dim": width,
+        "memory_fuser_intermediate_dim": 2 * width,
+    }
 
 
 def random_config(model_id: str = "facebook/sam2.1-hiera-tiny", image_size: int = 1024) -> Sam2VideoConfig:
@@ -135,6 +147,29 @@ def build_random(model_id: str, image_size: int = 1024) -> tuple[Sam2VideoModel,
 # Propagation
 
 
+class ClipSession:
+    """Mixin for a transformers video inference session fed one frame at a time that still knows the clip's length.
+
+    transformers reads the video's length as the number of frames the session holds; this session holds one (or,
+    unpruned, those seen so far), so the length is given up front. It bounds object-pointer look-back (frames past
+    either end do not exist) and its time normalisation, exactly as when the whole video is given. Mixed into each
+    tracker's own session class (Sam2VideoInferenceSession here, Sam3TrackerVideoInferenceSession in sam3_video).
+    """
+
+    def __init__(self, num_frames: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._clip_length = num_frames
+        self.processed_frames: dict = {}
+
+    @property
+    def num_frames(self) -> int:
+        return self._clip_length
+
+
+class Sam2ClipSession(ClipSession, Sam2VideoInferenceSession):
+    """SAM2's inference session, told the clip's length."""
+
+
 @dataclass
 class PropagationStats:
     """Running counters over all propagate() calls: frames produced, seconds in the model (load + forward +
@@ -165,6 +200,9 @@ class Sam2VideoPropagator:
     The caller receives masks at original size frame by frame and decides what to keep.
     """
 
+    session_class: type[ClipSession] = Sam2ClipSession
+    """The model's inference session with the clip's length (a subclass running another tracker names its own)."""
+
     def __init__(self, spec: ModelSpec, model: Sam2VideoModel, processor: Sam2VideoProcessor, device: str) -> None:
         self.spec = spec
         self.model = model.eval()
@@ -173,6 +211,9 @@ class Sam2VideoPropagator:
         self.stats = PropagationStats()
         self.prune = True
         """False keeps transformers' full session (every frame's outputs): for checking that pruning is exact."""
+        self.batch_objects = True
+        """False tracks objects one at a time (transformers' forward) on every frame: for checks and benchmarks of
+        video_batching.track_frame, which runs a tracked frame's objects as one batch."""
 
     @property
     def dtype(self) -> torch.dtype:
@@ -213,7 +254,7 @@ class Sam2VideoPropagator:
                 yield ref.index, np.zeros((0, ref.height, ref.width), bool), np.zeros((0,), np.float32)
             return
         seed = refs[seed_pos]
-        session = _ClipSession(len(refs), inference_device=self.device, dtype=self.dtype)
+        session = self.session_class(len(refs), inference_device=self.device, dtype=self.dtype)
         # Boxes are normalised by the seed frame's ORIGINAL size; the decoded (maybe downscaled) frame keeps its
         # aspect ratio and is resized to S x S by the processor, so the prompt lands on the same pixels.
         self.processor.add_inputs_to_inference_session(
@@ -245,7 +286,10 @@ class Sam2VideoPropagator:
             # Not transformers' `frame=` streaming call: that one normalises object-pointer time offsets by 16
             # frames whatever the clip's length, while Meta's predictor (and transformers with a whole video) uses
             # min(clip length, 16). Adding the frame ourselves and naming its index runs the whole-video code path.
-            out = self.model(inference_session=session, frame_idx=pos, reverse=reverse)
+            if self.batch_objects:  # all objects in one pass on tracked frames; otherwise the same forward
+                out = track_frame(self.model, session, pos, reverse)
+            else:
+                out = self.model(inference_session=session, frame_idx=pos, reverse=reverse)
         # pred_masks (N, 1, S/4, S/4) logits -> (N, H, W) bool at the frame's original size (threshold 0).
         low_res = out.pred_masks.float().cpu()
         masks = self.processor.post_process_masks([low_res], [[ref.height, ref.width]])[0][:, 0].numpy()
@@ -257,24 +301,6 @@ class Sam2VideoPropagator:
     def _record(self, session: Sam2VideoInferenceSession) -> None:
         self.stats.peak_session_bytes = max(self.stats.peak_session_bytes, session_bytes(session))
         self.stats.peak_session_frames = max(self.stats.peak_session_frames, len(session.processed_frames))
-
-
-class _ClipSession(Sam2VideoInferenceSession):
-    """An inference session fed one frame at a time that still knows the clip's length.
-
-    transformers reads the video's length as the number of frames the session holds; this session holds one (or,
-    unpruned, those seen so far), so the length is given up front. It bounds object-pointer look-back (frames past
-    either end do not exist) and its time normalisation, exactly as when the whole video is given.
-    """
-
-    def __init__(self, num_frames: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._clip_length = num_frames
-        self.processed_frames = {}
-
-    @property
-    def num_frames(self) -> int:
-        return self._clip_length
 
 
 def _seed_position(refs: Sequence[FrameRef], seed_frame: int) -> int:
@@ -347,18 +373,43 @@ def session_bytes(session: Sam2VideoInferenceSession) -> int:
     return sum(storages.values())
 
 
-def load_sam2_video(spec: ModelSpec, device: str) -> Sam2VideoPropagator:
-    """Build the propagator for `spec` on `device`. Weights stay float32 unless spec.dtype says otherwise; on CUDA
-    each frame's forward runs under bfloat16 autocast."""
+ModelAndProcessor = tuple[PreTrainedModel, ProcessorMixin]
+P = TypeVar("P", bound=Sam2VideoPropagator)
+
+
+def build_propagator(
+    spec: ModelSpec,
+    device: str,
+    propagator: type[P],
+    pretrained: tuple[type[PreTrainedModel], type[ProcessorMixin]],
+    tiny: Callable[[], ModelAndProcessor],
+    random: Callable[[], ModelAndProcessor],
+) -> P:
+    """`propagator` over `spec`'s face on `device`: `real` loads the `pretrained` model and processor classes by hub
+    id or folder, `tiny` and `random` call their builders. Weights stay float32 unless spec.dtype says otherwise; on
+    CUDA each frame's forward runs under bfloat16 autocast."""
     dtype = torch_dtype(spec.dtype, device, auto_accelerated=torch.float32)
     if spec.face == "real":
-        model = load_pretrained(Sam2VideoModel.from_pretrained, spec, dtype=dtype)
-        processor = load_pretrained(Sam2VideoProcessor.from_pretrained, spec)
+        model_class, processor_class = pretrained
+        model = load_pretrained(model_class.from_pretrained, spec, dtype=dtype)
+        processor = load_pretrained(processor_class.from_pretrained, spec)
     elif spec.face == "tiny":
-        model, processor = build_tiny()
+        model, processor = tiny()
     elif spec.face == "random":
-        model, processor = build_random(spec.model_id)
+        model, processor = random()
     else:
         raise InputError(f"propagator face '{spec.face}' is not one of real, tiny, random")
     model = model.to(device=device, dtype=dtype)
-    return Sam2VideoPropagator(spec, model, processor, device)
+    return propagator(spec, model, processor, device)
+
+
+def load_sam2_video(spec: ModelSpec, device: str) -> Sam2VideoPropagator:
+    """SAM2's propagator for `spec` on `device` (see build_propagator)."""
+    return build_propagator(
+        spec,
+        device,
+        Sam2VideoPropagator,
+        (Sam2VideoModel, Sam2VideoProcessor),
+        build_tiny,
+        lambda: build_random(spec.model_id),
+    )
