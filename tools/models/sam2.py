@@ -215,7 +215,7 @@ class Sam2Segmenter:
         """Run the image encoder once; the result can be reused for any number of box prompts on this image."""
         start = time.perf_counter()
         rgb = image if image.mode == "RGB" else image.convert("RGB")
-        inputs = self.processor(images=rgb, return_tensors="pt")
+        inputs = self.processor(images=rgb, return_tensors="pt", device=self.device)  # resized where it runs
         pixel_values = inputs["pixel_values"].to(self.device, dtype=self.dtype)
         with torch.inference_mode(), scoped_autocast(self.device):
             features = self.model.get_image_embeddings(pixel_values)
@@ -247,9 +247,10 @@ class Sam2Segmenter:
                     multimask_output=False,
                 )
             # pred_masks (1, n, 1, h, w) low-res logits -> (n, 1, H, W) bool at the original size.
-            low_res = out.pred_masks.float().cpu()
-            full = self.processor.post_process_masks(low_res, [[height, width]])[0]
-            masks.append(full[:, 0].numpy().astype(bool))
+            # Upsampled and thresholded on the model's device: only the bool masks travel (a 1280x720 float
+            # upsample on the CPU costs more than the decoder on a GPU).
+            full = self.processor.post_process_masks(out.pred_masks.float(), [[height, width]])[0]
+            masks.append(full[:, 0].cpu().numpy())
             scores.append(out.iou_scores.float().cpu()[0, :, 0].numpy())
             objects.append(torch.sigmoid(out.object_score_logits.float().cpu()[0, :, 0]).numpy())
             self.stats.decode_calls += 1

@@ -279,7 +279,7 @@ class Sam2VideoPropagator:
         """One frame: decode, preprocess, track all objects, upsample masks to the frame's original size."""
         start = time.perf_counter()
         image, _ = load_frame(ref, max_side)
-        pixels = self.processor(images=image, return_tensors="pt")["pixel_values"][0]
+        pixels = self.processor(images=image, return_tensors="pt", device=self.device)["pixel_values"][0]
         del image  # the decoded frame is not needed past preprocessing: at most one is alive at a time
         session.add_new_frame(pixels, pos)
         with torch.inference_mode(), scoped_autocast(self.device):
@@ -291,8 +291,9 @@ class Sam2VideoPropagator:
             else:
                 out = self.model(inference_session=session, frame_idx=pos, reverse=reverse)
         # pred_masks (N, 1, S/4, S/4) logits -> (N, H, W) bool at the frame's original size (threshold 0).
-        low_res = out.pred_masks.float().cpu()
-        masks = self.processor.post_process_masks([low_res], [[ref.height, ref.width]])[0][:, 0].numpy()
+        # Upsampled and thresholded on the model's device (see Sam2Segmenter): only the bool masks travel.
+        masks = self.processor.post_process_masks([out.pred_masks.float()], [[ref.height, ref.width]])[0][:, 0]
+        masks = masks.cpu().numpy()
         scores = torch.sigmoid(out.object_score_logits.float().cpu()).reshape(-1).numpy().astype(np.float32)
         self.stats.frames += 1
         self.stats.seconds += time.perf_counter() - start

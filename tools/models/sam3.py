@@ -225,7 +225,7 @@ class Sam3TextSegmenter:
         rgb = image if image.mode == "RGB" else image.convert("RGB")
         size = (rgb.height, rgb.width)
         start = time.perf_counter()
-        pixels = self.processor(images=rgb, return_tensors="pt")["pixel_values"].to(self.device, self.dtype)
+        pixels = self.processor(images=rgb, return_tensors="pt", device=self.device)["pixel_values"].to(self.dtype)
         with torch.inference_mode(), scoped_autocast(self.device):
             vision = self.model.get_vision_features(pixel_values=pixels)
         self.stats.images += 1
