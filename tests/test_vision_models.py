@@ -9,8 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.fakes import BoxGrounder
 from tools.datamodel import Detections
 from tools.errors import InputError, ModelUnavailableError
+from tools.frames import FrameRef
+from tools.grounding import ground_frames
 from tools.models import grounding_dino as gd
 from tools.models import sam2 as sam
 from tools.models.base import Grounder, ModelSpec, Segmenter
@@ -245,3 +248,19 @@ def test_sam2_saved_tiny_loads_as_real(segmenter: sam.Sam2Segmenter, tmp_path) -
     image, boxes = _image(75, 53, 10), np.array([[3, 4, 60, 50]], dtype=np.float32)
     (m1, s1), (m2, s2) = segmenter.segment(image, boxes), real.segment(image, boxes)
     assert np.array_equal(m1, m2) and np.array_equal(s1, s2)
+
+
+@pytest.mark.parametrize("batch_size", [2, 8])
+def test_ground_frames_hands_the_grounder_its_batch_size(batch_size: int, tmp_path) -> None:
+    refs = []
+    for k in range(5):
+        path = tmp_path / f"frame{k}.png"
+        _image(64, 48, k).save(path)
+        refs.append(FrameRef(index=k, timestamp_s=float(k), path=str(path), width=64, height=48))
+    grounder = BoxGrounder({"dog": ((0.1, 0.1, 0.5, 0.5), 0.9)})
+    grounder.batch_size = batch_size
+    found = ground_frames(grounder, refs, [["dog"]] * 5, 0.3, 0.25, max_side=64)
+    # Frames go over in chunks of the grounder's own forward batch (8 on accelerators: one pass for 5 frames).
+    assert [len(sizes) for sizes, _ in grounder.calls] == ([2, 2, 1] if batch_size == 2 else [5])
+    assert [len(d) for d in found] == [1] * 5
+    assert (gd.batch_size_for("cpu"), gd.batch_size_for("cuda")) == (gd.DEFAULT_BATCH_SIZE, gd.ACCELERATOR_BATCH_SIZE)
