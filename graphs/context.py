@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tools.cache import DiskCache
 from tools.models.base import ModelSpec
 from tools.models.registry import ModelRegistry
+from tools.overlay_memo import OverlayMemo
 from tools.tracing import TraceWriter
 from tools.translate import Translator
 
@@ -119,6 +120,8 @@ class RunContext:
     """Agent only: the critic (tools.critic.Critic) that checks masks."""
     segmenter: Any = None
     """The image segmenter wrapped with this run's embedding cache, made on first use (graphs.stages)."""
+    overlays: OverlayMemo = field(default_factory=OverlayMemo)
+    """The round overlays drawn so far, so a round showing the same masks copies them (graphs.stages)."""
     started_at: float = field(default_factory=time.monotonic)
     """When this invocation started (monotonic s), for the wall-clock deadline."""
 

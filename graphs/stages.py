@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, overload
 
@@ -27,6 +26,7 @@ from tools.grounding import ground_frames
 from tools.media import audio_rms_dbfs, decode_audio, probe_clip
 from tools.models.base import AudioCaptioner, AudioTagger, Segmenter
 from tools.overlay import render_overlay
+from tools.overlay_memo import overlay_key
 from tools.parallel import for_each_in_threads
 from tools.propagation import (
     MemoizedPropagator,
@@ -360,9 +360,9 @@ def _nearest_steady(k: int, n: int, drifted: set[int]) -> int:
 def _with_object_ids(repaired: FrameMasks, reference: FrameMasks) -> FrameMasks:
     """`repaired` (one frame segmented from its own boxes) with each object named by the tracked object it overlaps
     most in `reference` (a neighbouring frame's tracked masks), objects ordered by id so colours stay put."""
-    previous = {obj.object_id: obj.mask for obj in reference.objects if obj.object_id is not None}
-    ids = match_ids_by_overlap(previous, [obj.mask for obj in repaired.objects])
-    named = sorted((replace(obj, object_id=i) for obj, i in zip(repaired.objects, ids, strict=True)), key=_object_id)
+    previous = {obj.object_id: obj.rle for obj in reference.objects if obj.object_id is not None}
+    ids = match_ids_by_overlap(previous, [obj.rle for obj in repaired.objects])
+    named = sorted((obj.with_object_id(i) for obj, i in zip(repaired.objects, ids, strict=True)), key=_object_id)
     return FrameMasks(repaired.frame_index, repaired.height, repaired.width, tuple(named))
 
 
@@ -371,10 +371,11 @@ def _object_id(obj: ObjectMask) -> int:
 
 
 class MaskFile(Sequence[FrameMasks]):
-    """A masks file's frames, decoded from COCO RLE when read and kept decoded up to `keep_bytes` (least recently
-    read first out): a short clip is decoded once however many passes the checks make, while a pass over a long
-    clip holds a bounded number of frames (a 120-frame 1280x720 clip with 3 objects is 330 MB decoded, under 1 MB
-    as RLE). A frame's dict replaced in `frames` (the list given) is decoded afresh."""
+    """A masks file's frames as FrameMasks whose masks decode from COCO RLE when their pixels are read (the checks
+    read only areas, from the RLE), kept up to `keep_bytes` of would-be decoded masks (least recently read first
+    out): a short clip is decoded at most once however many passes read its pixels, while a pass over a long clip
+    holds a bounded number of frames (a 120-frame 1280x720 clip with 3 objects is 330 MB decoded, under 1 MB as
+    RLE). A frame's dict replaced in `frames` (the list given) is read afresh."""
 
     def __init__(self, frames: list[dict[str, Any]], keep_bytes: int = 64 * 2**20) -> None:
         self.frames = frames
@@ -435,17 +436,21 @@ def render_round_overlays(
     ctx: RunContext, frames: list[dict[str, Any]], masks: Sequence[FrameMasks], round_index: int
 ) -> list[Path]:
     """Each frame with its masks drawn on it (labels = phrases), at most ROUND_OVERLAY_SIDE px on its longer side,
-    saved at overlay_paths for the critic and the trace."""
+    saved at overlay_paths for the critic and the trace; a picture an earlier round of this run drew is copied."""
     paths = overlay_paths(ctx.run_dir, round_index, len(masks))
     paths[0].parent.mkdir(parents=True, exist_ok=True)
 
     def draw(frame: FrameRef, frame_masks: FrameMasks, path: Path) -> None:
+        key = overlay_key(frame, frame_masks, ROUND_OVERLAY_SIDE)
+        if ctx.overlays.copy_to(key, path):
+            return
         picture, scale = load_frame(frame, ROUND_OVERLAY_SIDE)
         shown = [obj.mask for obj in frame_masks.objects]
         if scale != 1.0:
             shown = [np.asarray(Image.fromarray(m).resize(picture.size, Image.Resampling.NEAREST)) for m in shown]
         overlay = render_overlay(picture, shown, [o.phrase for o in frame_masks.objects])
         overlay.save(path, format="PNG", compress_level=WORK_PNG_LEVEL)
+        ctx.overlays.remember(key, path)
 
     # Blending, pasting and PNG encoding run in PIL's C code without the GIL: frames are drawn in parallel.
     for_each_in_threads(draw, zip(frame_refs(frames), masks, paths, strict=True))

@@ -12,7 +12,8 @@ from pycocotools import mask as coco_mask
 
 from tools.datamodel import Detections, FrameMasks, ObjectMask
 from tools.outputs import mask_file_name, write_masks_folder
-from tools.rle import decode_rle, encode_rle
+from tools.propagation import mask_box
+from tools.rle import decode_rle, encode_rle, rle_area, rle_box, rle_union_area
 from tools.runfiles import atomic_path, read_mask_png, staged_dir, write_json_atomic, write_mask_png
 from tools.tracing import TraceWriter, read_trace
 
@@ -59,6 +60,67 @@ def test_frame_masks_union_and_dict_round_trip() -> None:
     with pytest.raises(ValueError, match="does not match frame size"):
         FrameMasks(0, 10, 10, (ObjectMask(a, "dog", (0, 0, 1, 1), 0.5, 0.5),))
     assert not FrameMasks(0, 4, 5).union().any()
+
+
+def _blob_mask(shape: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    x0, y0, x1, y1 = box
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rle_areas_unions_and_boxes_match_the_pixels(seed: int) -> None:
+    shape = (37, 53)
+    masks = [_random_mask(seed * 3 + k, shape) & _blob_mask(shape, (k * 5, 2, 30 + k * 7, 20 + k)) for k in range(3)]
+    masks.append(np.zeros(shape, bool))
+    rles = [encode_rle(m) for m in masks]
+    assert [rle_area(r) for r in rles] == [int(m.sum()) for m in masks]
+    assert rle_union_area(rles) == int(np.logical_or.reduce(masks).sum()) and rle_union_area([]) == 0
+    assert [rle_box(r) for r in rles] == [mask_box(m) for m in masks]  # the empty mask's box is (0, 0, 0, 0)
+
+
+def test_an_rle_held_object_counts_areas_without_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    shape = (30, 40)
+    dog, dog2, man = (_blob_mask(shape, b) for b in [(0, 0, 10, 10), (5, 5, 20, 12), (30, 20, 40, 30)])
+    arrays = FrameMasks(
+        0,
+        *shape,
+        (
+            ObjectMask(dog, "dog", (0, 0, 10, 10), 0.9, 0.9),
+            ObjectMask(dog2, "dog", (5, 5, 20, 12), 0.8, 0.9),
+            ObjectMask(man, "man", (30, 20, 40, 30), 0.7, 0.9, object_id=4),
+        ),
+    )
+    data = json.loads(json.dumps(arrays.to_dict()))
+    assert data["union_area"] == int((dog | dog2 | man).sum()) and data["objects"][2]["object_id"] == 4
+
+    def no_decoding(rle: dict) -> np.ndarray:
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr("tools.datamodel.decode_rle", no_decoding)
+    for frame in (FrameMasks.from_dict(data), FrameMasks.from_dict(_without_areas(data))):
+        assert frame.union_area == int((dog | dog2 | man).sum())
+        assert frame.phrase_areas == {"dog": int((dog | dog2).sum()), "man": int(man.sum())}
+        assert [o.area for o in frame.objects] == [int(m.sum()) for m in (dog, dog2, man)]
+        assert all(o.holds_rle and o.shape == shape for o in frame.objects)
+        assert frame.to_dict()["objects"][0]["rle"] == data["objects"][0]["rle"]  # handed on, not re-encoded
+    monkeypatch.undo()
+    back = FrameMasks.from_dict(data)
+    np.testing.assert_array_equal(back.union(), dog | dog2 | man)  # pixels decode when read
+    np.testing.assert_array_equal(back.objects[2].mask, man)
+    renamed = back.objects[2].with_object_id(7)
+    assert renamed.object_id == 7 and back.objects[2].object_id == 4 and renamed.mask is back.objects[2].mask
+    with pytest.raises(AttributeError, match="read-only"):
+        back.objects[0].phrase = "cat"  # type: ignore[misc]
+    with pytest.raises(ValueError, match="does not match frame size"):
+        FrameMasks(0, 10, 10, (ObjectMask.from_rle(encode_rle(dog), "dog", (0, 0, 1, 1), 0.5, 0.5),))
+
+
+def _without_areas(data: dict) -> dict:
+    """The dict with no recorded areas: they are then counted from the RLE."""
+    objects = [{k: v for k, v in o.items() if k != "area"} for o in data["objects"]]
+    return {**{k: v for k, v in data.items() if k != "union_area"}, "objects": objects}
 
 
 def test_mask_png_follows_avsbench_convention(tmp_path: Path) -> None:

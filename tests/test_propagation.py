@@ -30,10 +30,10 @@ from tools.propagation import (
     drift_findings,
     drift_frames,
     mask_box,
-    mask_iou,
     match_ids_by_overlap,
     propagate_detections,
 )
+from tools.rle import decode_rle, encode_rle, rle_iou
 
 VIDEO_TINY = ModelSpec(role="propagator", family="sam2_video", model_id="sam2-video-tiny-test", face="tiny")
 SAM3_VIDEO_TINY = ModelSpec(
@@ -219,13 +219,16 @@ def test_pruning_is_exact_and_is_what_bounds_memory(propagator: sam2_video.Sam2V
 def test_memoized_propagator_replays_the_same_track_and_misses_on_new_inputs(
     propagator: sam2_video.Sam2VideoPropagator, clip6, tmp_path: Path
 ) -> None:
+    direct = _run(propagator, clip6, seed=3)
     memo = MemoizedPropagator(propagator)
     first = _run(memo, clip6, seed=3)
     frames_before = propagator.stats.frames
     replay = _run(memo, clip6, seed=3)
     assert memo.last_reused and propagator.stats.frames == frames_before  # nothing tracked again
-    for (i1, m1, s1), (i2, m2, s2) in zip(first, replay, strict=True):
-        assert i1 == i2 and np.array_equal(m1, m2) and np.array_equal(s1, s2)
+    for (i0, m0, s0), (i1, m1, s1), (i2, m2, s2) in zip(direct, first, replay, strict=True):
+        # The memo hands back the RLE it keeps, the same masks the tracker gave, on the first run and on replay.
+        assert i0 == i1 == i2 and m1 == m2 and np.array_equal(s0, s1) and np.array_equal(s1, s2)
+        assert all(isinstance(r, dict) for r in m1) and np.array_equal(np.stack([decode_rle(r) for r in m1]), m0)
     _run(memo, clip6, seed=3, boxes=BOXES + 1.0)  # other boxes: tracked
     assert not memo.last_reused and propagator.stats.frames == frames_before + 6
     copies = [ref.model_copy(update={"path": str(tmp_path / f"{ref.index}.png")}) for ref in clip6]
@@ -247,6 +250,10 @@ def test_propagate_detections_gives_frame_masks(propagator: sam2_video.Sam2Video
         assert (frame.height, frame.width) == (HEIGHT, WIDTH)
         assert [o.phrase for o in frame.objects] == ["dog", "cat"] and frame.objects[0].box_score == pytest.approx(0.9)
     assert frames[0].frame_index == 2 and frames[0].objects[1].box == tuple(BOXES[1].tolist())
+    # Through the memo the masks stay RLE (boxes counted on the runs) and every frame describes the same objects.
+    kept = list(propagate_detections(MemoizedPropagator(propagator), clip6, seed, max_side=64))
+    for frame, held in zip(frames, kept, strict=True):
+        assert all(o.holds_rle for o in held.objects) and held.to_dict() == frame.to_dict()
 
 
 def test_sam2_video_random_config_is_hiera_tiny() -> None:
@@ -374,26 +381,32 @@ def _rect(x0: int, y0: int, x1: int, y1: int, size: tuple[int, int] = (20, 30)) 
     return mask
 
 
-def test_mask_iou_and_box() -> None:
-    a = np.stack([_rect(0, 0, 10, 10), np.zeros((20, 30), bool)])
-    b = np.stack([_rect(5, 0, 15, 10), np.zeros((20, 30), bool)])
-    assert np.allclose(mask_iou(a, b), [[50 / 150, 0], [0, 0]])
+def test_rle_iou_and_box() -> None:
+    a = [encode_rle(_rect(0, 0, 10, 10)), encode_rle(np.zeros((20, 30), bool))]
+    b = [encode_rle(_rect(5, 0, 15, 10)), encode_rle(np.zeros((20, 30), bool))]
+    assert np.allclose(rle_iou(a, b), [[50 / 150, 0], [0, 0]])  # two empty masks: 0
+    assert rle_iou(a, []).shape == (2, 0)
+    with pytest.raises(ValueError, match="shape"):
+        rle_iou(a, [encode_rle(np.zeros((5, 5), bool))])
     assert mask_box(_rect(3, 4, 9, 12)) == (3.0, 4.0, 9.0, 12.0)
     assert mask_box(np.zeros((5, 5), bool)) == (0.0, 0.0, 0.0, 0.0)
 
 
 def test_match_ids_by_overlap() -> None:
+    def match(prev: dict[int, np.ndarray], new: list[np.ndarray], **kw: float) -> list[int]:
+        return match_ids_by_overlap({k: encode_rle(m) for k, m in prev.items()}, [encode_rle(m) for m in new], **kw)
+
     prev = {4: _rect(0, 0, 10, 10), 9: _rect(20, 0, 30, 10)}
     new = [_rect(21, 0, 30, 10), _rect(0, 12, 10, 20), _rect(1, 0, 10, 10)]
-    assert match_ids_by_overlap(prev, new) == [9, 10, 4]  # the unmatched one gets the next id after 9
+    assert match(prev, new) == [9, 10, 4]  # the unmatched one gets the next id after 9
     # Greedy: the better overlap wins the id, the other new mask gets a fresh one.
-    assert match_ids_by_overlap({1: _rect(0, 0, 10, 10)}, [_rect(2, 0, 12, 10), _rect(0, 0, 10, 10)]) == [2, 1]
-    assert match_ids_by_overlap({1: _rect(0, 0, 10, 10)}, [_rect(6, 0, 16, 10)], iou_threshold=0.3) == [2]
-    assert match_ids_by_overlap({1: _rect(0, 0, 10, 10)}, [_rect(6, 0, 16, 10)], iou_threshold=0.2) == [1]
-    assert match_ids_by_overlap({}, [_rect(0, 0, 1, 1), _rect(1, 1, 2, 2)]) == [0, 1]
-    assert match_ids_by_overlap({3: _rect(0, 0, 1, 1)}, []) == []
+    assert match({1: _rect(0, 0, 10, 10)}, [_rect(2, 0, 12, 10), _rect(0, 0, 10, 10)]) == [2, 1]
+    assert match({1: _rect(0, 0, 10, 10)}, [_rect(6, 0, 16, 10)], iou_threshold=0.3) == [2]
+    assert match({1: _rect(0, 0, 10, 10)}, [_rect(6, 0, 16, 10)], iou_threshold=0.2) == [1]
+    assert match({}, [_rect(0, 0, 1, 1), _rect(1, 1, 2, 2)]) == [0, 1]
+    assert match({3: _rect(0, 0, 1, 1)}, []) == []
     with pytest.raises(ValueError, match="shape"):
-        match_ids_by_overlap({1: np.zeros((4, 4), bool)}, [np.zeros((5, 5), bool)])
+        match({1: np.zeros((4, 4), bool)}, [np.zeros((5, 5), bool)])
 
 
 def _frame(index: int, *objects: tuple[str, np.ndarray]) -> FrameMasks:

@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 
 from agent.runner import run_graph
+from graphs import stages
 from graphs.context import PipelineSettings, RunContext
 from graphs.pipeline import VideoSource
-from graphs.stages import MaskFile, ground_phrases, load_clip, segment_detections
+from graphs.stages import MaskFile, ground_phrases, load_clip, render_round_overlays, segment_detections
 from tests.clipfactory import write_test_clip
 from tests.fakes import BoxGrounder, BoxSegmenter, ScriptedCaptioner, ScriptedTracker, box_mask
 from tools.datamodel import Detections, FrameMasks, ObjectMask
@@ -97,8 +98,9 @@ def test_seed_frames_zero_grounds_every_frame_and_no_candidate_boxes_grounds_the
     assert _propagator_call(run_dir)["seed_frame"] == 1
 
 
-def test_a_refine_round_with_the_same_seed_reuses_the_track(tmp_path: Path) -> None:
-    tracker, grounder, segmenter = ScriptedTracker(lost_frame=-1), BoxGrounder({"dog": (DOG_BOX, 0.7)}), BoxSegmenter()
+def _round_context(tmp_path: Path, tracker: ScriptedTracker) -> tuple[RunContext, list[dict]]:
+    """A propagate-mode run context over fakes (dog grounder, box segmenter, `tracker`) and a loaded 3 s clip."""
+    grounder, segmenter = BoxGrounder({"dog": (DOG_BOX, 0.7)}), BoxSegmenter()
     registry = ModelRegistry("cpu")
     for fake in (grounder, segmenter, tracker):
         registry.install(fake.spec, fake)
@@ -107,7 +109,12 @@ def test_a_refine_round_with_the_same_seed_reuses_the_track(tmp_path: Path) -> N
                                 propagator=tracker.spec)  # fmt: skip
     ctx = RunContext(settings, registry, None, tmp_path, TraceWriter(tmp_path / "trace.jsonl"), progress=lambda *_: 0)
     clip = write_test_clip(tmp_path / "dog.mp4", seconds=3.0, size=(80, 60))
-    frames = load_clip(ctx, {"kind": "video", "path": str(clip)})["frames"]
+    return ctx, load_clip(ctx, {"kind": "video", "path": str(clip)})["frames"]
+
+
+def test_a_refine_round_with_the_same_seed_reuses_the_track(tmp_path: Path) -> None:
+    tracker = ScriptedTracker(lost_frame=-1)
+    ctx, frames = _round_context(tmp_path, tracker)
     phrases = [["dog"]] * len(frames)
     masks = []
     for round_index, box_threshold in enumerate((0.25, 0.3, 0.75)):  # 0.75: the dog's 0.7 box is gone
@@ -117,6 +124,29 @@ def test_a_refine_round_with_the_same_seed_reuses_the_track(tmp_path: Path) -> N
     assert masks[0] == masks[1] and all(not f["objects"] for f in masks[2])
     calls = [r for r in read_trace(tmp_path / "trace.jsonl") if r["name"] == "propagator"]
     assert [c.get("reused_track") for c in calls] == [False, True, None]
+
+
+def test_round_overlays_showing_the_same_masks_are_copied_not_drawn(tmp_path: Path, monkeypatch) -> None:
+    ctx, frames = _round_context(tmp_path, ScriptedTracker(lost_frame=-1))
+
+    def masks(dog_boxes: list[tuple[float, float, float, float]]) -> list[FrameMasks]:
+        return [
+            FrameMasks(k, 60, 80, (ObjectMask(box_mask(60, 80, b), "dog", b, 0.7, 0.9),))
+            for k, b in enumerate(dog_boxes)
+        ]
+
+    drawn: list[int] = []
+    draw = stages.render_overlay
+    monkeypatch.setattr(stages, "render_overlay", lambda image, *rest: drawn.append(1) or draw(image, *rest))
+    first = render_round_overlays(ctx, frames, masks([DOG_BOX] * 3), 1)
+    moved = (0.3, 0.2, 0.7, 0.7)
+    second = render_round_overlays(ctx, frames, masks([DOG_BOX, moved, DOG_BOX]), 2)
+    assert len(drawn) == 4  # round 2 drew only the frame whose mask moved
+    assert [a.read_bytes() == b.read_bytes() for a, b in zip(first, second, strict=True)] == [True, False, True]
+    first[0].write_bytes(second[1].read_bytes())  # written over since: no longer the picture of round 1's frame 1
+    third = render_round_overlays(ctx, frames, masks([DOG_BOX] * 3), 3)
+    assert len(drawn) == 5 and third[0].read_bytes() == second[0].read_bytes()  # the first frame drawn again
+    assert third[2].read_bytes() == first[2].read_bytes()
 
 
 def test_sam3_fills_both_vision_roles_with_one_model() -> None:

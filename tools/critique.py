@@ -27,7 +27,6 @@ from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.datamodel import FrameMasks
@@ -181,7 +180,7 @@ def _frame_findings(frame: FrameMasks, asked: Sequence[str], limits: CheckThresh
     """empty_mask, full_frame, tiny_mask and low_score of one frame."""
     f = frame.frame_index
     pixels = frame.height * frame.width
-    union = frame.union().sum() / pixels if pixels else 0.0
+    union = frame.union_area / pixels if pixels else 0.0
     found: list[Finding] = []
     empty = bool(asked) and union == 0
     if empty:
@@ -274,11 +273,11 @@ def _jump_findings(
 
 def _phrase_fraction(frame: FrameMasks, phrase: str) -> float | None:
     """Share of the frame covered by the union of `phrase`'s objects; None when the phrase has no object."""
-    objects = [obj.mask for obj in frame.objects if obj.phrase == phrase]
-    if not objects:
+    area = frame.phrase_areas.get(phrase)
+    if area is None:
         return None
     pixels = frame.height * frame.width
-    return float(np.logical_or.reduce(objects).sum() / pixels) if pixels else 0.0
+    return area / pixels if pixels else 0.0
 
 
 def _support_findings(

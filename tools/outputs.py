@@ -10,7 +10,7 @@ from PIL import Image
 from tools.datamodel import FrameMasks
 from tools.frames import FrameRef, read_rgb
 from tools.overlay import render_overlay, write_overlay_video
-from tools.parallel import map_ahead
+from tools.parallel import for_each_in_threads, map_ahead
 from tools.runfiles import staged_dir, write_mask_png
 
 
@@ -20,10 +20,14 @@ def mask_file_name(stem: str, frame_index: int) -> str:
 
 
 def write_masks_folder(folder: Path, stem: str, masks: Sequence[FrameMasks]) -> list[str]:
-    """Write each frame's union mask (0/255, single channel) into `folder`, replacing it as a whole."""
+    """Write each frame's union mask (0/255, single channel) into `folder`, replacing it as a whole; PNGs are
+    encoded on worker threads (zlib runs without the GIL)."""
+
+    def write(frame_masks: FrameMasks) -> None:
+        write_mask_png(staging / mask_file_name(stem, frame_masks.frame_index), frame_masks.union())
+
     with staged_dir(folder) as staging:
-        for frame_masks in masks:
-            write_mask_png(staging / mask_file_name(stem, frame_masks.frame_index), frame_masks.union())
+        for_each_in_threads(write, ((m,) for m in masks))
     return [str(folder / mask_file_name(stem, m.frame_index)) for m in masks]
 
 

@@ -47,12 +47,18 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+MASK_PNG_LEVEL = 1
+"""zlib level of mask PNGs: two-valued masks compress well at any level; level 1 writes a 640x360 mask in a
+quarter of level 6's time (0.7 vs 2.6 ms), and the file is a few kB either way."""
+
+
 def write_mask_png(path: str | Path, mask: np.ndarray) -> None:
     """Write a bool (H, W) mask in the AVSBench convention: single-channel 8-bit PNG, 0 = background, 255 = object."""
     if mask.ndim != 2:
         raise ValueError(f"a mask PNG holds one (H, W) mask, got shape {mask.shape}")
     with atomic_path(path) as tmp:
-        Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(tmp, format="PNG")
+        image = Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L")
+        image.save(tmp, format="PNG", compress_level=MASK_PNG_LEVEL)
 
 
 def read_mask_png(path: str | Path) -> np.ndarray:
