@@ -144,7 +144,7 @@ def render_table(short: dict[str, Any], long: dict[str, Any], summary: dict[str,
         "optimized (track) round 0 graph nodes (s): "
         + ", ".join(f"{k.split('.', 1)[1]} {v:.2f}" for k, v in ways[2]["stages_s"].items() if k.startswith("graph.")),
         f"caches (image mode): SAM2 embeddings {ways[1]['embedding_cache']}; GroundingDINO outputs "
-        f"{ways[1]['grounder_output_cache']}",
+        f"{ways[1]['grounder_output_cache']}; BERT text features {ways[1]['text_feature_cache']}",
         f"image mode vs naive: {short['equality']}",
         f"propagate vs naive (union masks): {short['agreement_propagate']}",
         f"peak RSS (MB): short optimized {summary['peak_rss_mb_short']:.0f}, short naive "

@@ -75,9 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         for attempt in range(1 + args.repeats):
             run_dir = Path(tmp) / f"run{attempt}"
             run_dir.mkdir()
-            # Every run starts cold: no grounder outputs or track kept from the run before.
+            # Every run starts cold: no grounder outputs, text features or track kept from the run before.
             if hasattr(grounder, "output_cache"):
                 grounder.output_cache = None
+            if hasattr(grounder, "text_features"):
+                grounder.text_features.clear()
             if propagator is not None:
                 registry.install(settings.propagator, propagator)
             state = run_graph(run_dir, settings, VideoSource(kind="video", path=str(args.clip)), registry=registry,

@@ -132,6 +132,28 @@ def test_grounder_output_cache_is_exact_across_thresholds() -> None:
     assert cached.last_stats.cached_items == 3 and cached.last_stats.forward_passes == 0
 
 
+def test_text_features_are_encoded_once_per_caption_and_change_no_detection() -> None:
+    images = [Image.fromarray(synthetic_frame(5 * k, 96, 64)) for k in range(5)]
+    phrases = [["dog"], ["dog"], ["dog", "man"], ["dog"], ["dog"]]
+    plain = load_grounding_dino(GDINO_TINY, "cpu")
+    plain.text_features.enabled = False
+    cached = load_grounding_dino(GDINO_TINY, "cpu")
+    encoded_rows: list[int] = []
+    embeddings = cached.model.model.text_backbone.embeddings
+    embeddings.register_forward_hook(lambda _m, _args, out: encoded_rows.append(len(out)))
+    for box in (0.0, 0.3):  # the second call forwards the same batches again (no output cache)
+        want = plain.detect(images, phrases, list(range(5)), box, 0.25)
+        got = cached.detect(images, phrases, list(range(5)), box, 0.25)
+        for a, b in zip(want, got, strict=True):
+            assert a.phrases == b.phrases
+            np.testing.assert_array_equal(a.boxes, b.boxes)
+            np.testing.assert_array_equal(a.scores, b.scores)
+    # Batches of 4 then 1: "dog ." padded to "dog . man ." and "dog . man ." in the first, "dog ." unpadded alone.
+    assert cached.total_forward_passes == 4 and encoded_rows == [2, 1]
+    assert cached.text_features.stats.hits == 3 and cached.text_features.stats.misses == 3
+    assert cached.model.state_dict().keys() == plain.model.state_dict().keys()  # saving is unaffected
+
+
 def test_detection_cache_goes_on_the_adapter_behind_wrappers() -> None:
     grounder = load_grounding_dino(GDINO_TINY, "cpu")
     metered = MeteredGrounder(grounder, top_k=2)

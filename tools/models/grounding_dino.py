@@ -32,6 +32,7 @@ from tools.datamodel import Detections
 from tools.errors import InputError
 from tools.models.base import ModelSpec
 from tools.models.registry import load_pretrained, torch_dtype
+from tools.models.text_features import cache_text_features
 
 DEFAULT_BATCH_SIZE = 4  # images per forward pass; bounds activation memory (800x1333 px inputs on real faces)
 ACCELERATOR_BATCH_SIZE = 8  # on a GPU one pass covers an AVSBench clip's 5 frames: a pass is launch-bound there
@@ -328,10 +329,9 @@ class GroundingDinoGrounder:
         self.total_forward_passes = 0
         # Optional LRU (tools.embedding_cache.LRUCache) of RawOutput per (image pixels, caption, input size):
         # refine rounds that change only thresholds then cost post-processing only. None: no caching.
-        # Text features are not cached on their own: GroundingDinoModel.forward always runs its BERT on input_ids
-        # (no argument takes precomputed features), and BERT over a ~10-token caption is 2-5% of a forward
-        # (evals.bench reports the share), not worth patching the model's submodules for.
         self.output_cache = None
+        # BERT runs once per caption, not once per image and pass (tools/models/text_features.py).
+        self.text_features = cache_text_features(self.model.model.text_backbone)
 
     @property
     def dtype(self) -> torch.dtype:
