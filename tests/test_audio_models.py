@@ -154,6 +154,22 @@ def test_clap_zero_shot_over_the_vocabulary(tagger_of) -> None:
     assert clap.tag(windows, [], top_k=3) == [[], []]
 
 
+@pytest.mark.parametrize("seconds", [0.3, 1.0, 10.0])  # repeated with a zero-padded rest, repeated whole, as is
+def test_clap_features_from_torch_match_the_feature_extractor(tagger_of, seconds: float) -> None:
+    clap = tagger_of["clap"]
+    extractor = clap.processor.feature_extractor
+    windows = noise(3, clap.sampling_rate, seconds=seconds)
+    want = extractor(list(windows), sampling_rate=clap.sampling_rate, truncation="rand_trunc", return_tensors="pt")
+    got = taggers.clap_log_mel(list(windows), extractor, "cpu")
+    assert got.shape == want["input_features"].shape and got.dtype == torch.float32
+    torch.testing.assert_close(got, want["input_features"].float(), rtol=1e-5, atol=1e-3)  # dB; values reach ~40
+    with torch.inference_mode():
+        reference = clap.model.get_audio_features(**want).pooler_output
+    torch.testing.assert_close(clap._audio_embeddings(windows), reference, rtol=1e-4, atol=1e-5)
+    with pytest.raises(InputError, match="1 to 480000 samples"):
+        taggers.clap_log_mel([np.zeros(480001, np.float32)], extractor, "cpu")
+
+
 def test_clap_long_window_is_cropped_deterministically(tagger_of) -> None:
     clap = tagger_of["clap"]
     long = noise(1, clap.sampling_rate, seconds=11.0)
