@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from evals.bench import QUICK, _config, _parser
 from evals.bench_core import BenchConfig, bench_long, bench_short, summarize
 from evals.bench_standins import MeteredGrounder
 from tests.fakes import BoxGrounder, BoxSegmenter
@@ -184,3 +185,14 @@ def test_bench_phases_run_end_to_end_with_tiny_faces(tmp_path: Path) -> None:
     assert short["optimized"]["segmentation"] == "propagate" and short["optimized_image"]["segmentation"] == "image"
     assert 0.0 <= summary["propagate_mean_iou_vs_naive"] <= 1.0
     assert long["optimized"]["compute"]["tracked_frames"] == 10
+
+
+def test_bench_clip_size_option(capsys: pytest.CaptureFixture[str]) -> None:
+    args = _parser().parse_args(["--quick", "--clip-size", "1280x720", "--threads", "1"])
+    default = _parser().parse_args(["--quick", "--threads", "1"])
+    assert _config(args).clip_size == (1280, 720) and _config(default).clip_size == QUICK.clip_size
+    for bad in ("1280", "13x7", "axb"):
+        with pytest.raises(SystemExit) as exit_info:
+            _parser().parse_args(["--clip-size", bad])
+        assert exit_info.value.code == 2
+    assert capsys.readouterr().err.count("error: argument --clip-size") == 3
