@@ -53,7 +53,8 @@ class TextFeatureCache:
         inputs = (input_ids, attention_mask, token_type_ids, position_ids)
         if not self.enabled or kwargs or any(t is None for t in inputs):
             return self._encode(*inputs, return_dict=return_dict, **kwargs)
-        keys = [_row_key(inputs, i) for i in range(len(input_ids))]
+        on_cpu = tuple(t.detach().cpu() for t in inputs)  # one copy per tensor, not one per row
+        keys = [_row_key(on_cpu, i) for i in range(len(input_ids))]
         first_row: dict[bytes, int] = {}
         for i, key in enumerate(keys):
             first_row.setdefault(key, i)
@@ -70,9 +71,10 @@ class TextFeatureCache:
 
 
 def _row_key(inputs: tuple[torch.Tensor, ...], row: int) -> bytes:
+    """A digest of one row of each (CPU) input tensor: its dtype, shape and bytes."""
     digest = hashlib.blake2b(digest_size=16)
     for tensor in inputs:
-        part = tensor[row].detach().cpu().contiguous()
+        part = tensor[row].contiguous()
         digest.update(f"{part.dtype}{tuple(part.shape)}".encode())
         digest.update(part.numpy().tobytes())
     return digest.digest()
