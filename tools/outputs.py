@@ -22,11 +22,11 @@ def mask_file_name(stem: str, frame_index: int) -> str:
 def write_masks_folder(folder: Path, stem: str, masks: Sequence[FrameMasks]) -> list[str]:
     """Write each frame's union mask (0/255, single channel) into `folder`, replacing it as a whole; PNGs are
     encoded on worker threads (zlib runs without the GIL)."""
-
-    def write(frame_masks: FrameMasks) -> None:
-        write_mask_png(staging / mask_file_name(stem, frame_masks.frame_index), frame_masks.union())
-
     with staged_dir(folder) as staging:
+
+        def write(frame_masks: FrameMasks) -> None:
+            write_mask_png(staging / mask_file_name(stem, frame_masks.frame_index), frame_masks.union())
+
         for_each_in_threads(write, ((m,) for m in masks))
     return [str(folder / mask_file_name(stem, m.frame_index)) for m in masks]
 
