@@ -208,10 +208,35 @@ def propagator_for(settings: PipelineSettings) -> ModelSpec:
     return ModelSpec(role="propagator", family=family, model_id=segmenter.model_id, face=segmenter.face)
 
 
+SEGMENTATION_MODES = ("image", "propagate", "video")
+VIDEO_SEGMENTER_FAMILY = {"sam3": "sam3_video"}
+"""Segmenter family -> the text-prompted video model of the same checkpoint (SAM 3's detector + tracker)."""
+
+
+def with_segmentation(settings: PipelineSettings, mode: str) -> PipelineSettings:
+    """The settings in segmentation `mode` (image, propagate or video), with the video model that mode needs: the
+    segmenter's tracker for propagate (propagator_for), SAM 3's video model for video."""
+    if mode == "image":
+        return settings.model_copy(update={"segmentation": "image"})
+    if mode == "propagate":
+        return settings.model_copy(update={"segmentation": "propagate", "propagator": propagator_for(settings)})
+    if mode != "video":
+        raise InputError(f"segmentation '{mode}' is not one of {', '.join(SEGMENTATION_MODES)}")
+    segmenter = settings.segmenter
+    family = VIDEO_SEGMENTER_FAMILY.get(segmenter.family)
+    if family is None:
+        raise InputError(
+            f"--segmentation video runs SAM 3's video model: it needs SAM 3 as the segmenter (--profile sam3), "
+            f"not '{segmenter.family}'"
+        )
+    spec = ModelSpec(role="video_segmenter", family=family, model_id=segmenter.model_id, face=segmenter.face)
+    return settings.model_copy(update={"segmentation": "video", "video_segmenter": spec})
+
+
 def with_random_weights(settings: PipelineSettings) -> PipelineSettings:
     """Every real model replaced by its real-size architecture with random weights (cost measurements)."""
     updates: dict[str, Any] = {}
-    for role in ("captioner", "tagger", "grounder", "segmenter", "propagator", "critic"):
+    for role in ("captioner", "tagger", "grounder", "segmenter", "propagator", "video_segmenter", "critic"):
         if not hasattr(settings, role):
             continue
         spec: ModelSpec | None = getattr(settings, role)

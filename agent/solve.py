@@ -14,14 +14,15 @@ from typing import NoReturn
 
 from agent.profiles import (
     PROFILE_NAMES,
+    SEGMENTATION_MODES,
     agent_profile,
     base_profile,
     parse_model_arg,
     parse_planner_arg,
-    propagator_for,
     resolve_llm,
     with_compiled_models,
     with_random_weights,
+    with_segmentation,
 )
 from agent.runner import load_run, new_run_dir, run_graph
 from graphs.context import LLMSettings, PipelineSettings
@@ -64,9 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the paper's OpenAVS* setting)")  # fmt: skip
     parser.add_argument("--box-threshold", type=float, help="GroundingDINO box threshold (paper: 0.25)")
     parser.add_argument("--text-threshold", type=float, help="GroundingDINO text threshold (default 0.25)")
-    parser.add_argument("--segmentation", default="image", choices=["image", "propagate"],
+    parser.add_argument("--segmentation", default="image", choices=SEGMENTATION_MODES,
                         help="image: every frame on its own (the paper); propagate: video tracking (SAM2's, or SAM "
-                        "3's tracker with --profile sam3) from the best-grounded frame")  # fmt: skip
+                        "3's tracker with --profile sam3) from the best-grounded frame; video: SAM 3's video model "
+                        "detects and tracks the phrases on every frame (--profile sam3)")  # fmt: skip
     parser.add_argument("--seed-frames", type=int, metavar="N", help="propagate mode: frames grounded to pick "
                         "the seed (default 3; 0: every frame); the others are grounded only where tracking "
                         "drifts")  # fmt: skip
@@ -129,8 +131,7 @@ def settings_from_args(args: argparse.Namespace) -> PipelineSettings:
     updates["device"] = args.device
     updates["write_overlay"] = not args.no_overlay
     settings = settings.model_copy(update=updates)
-    if args.segmentation == "propagate":
-        settings = settings.model_copy(update={"segmentation": "propagate", "propagator": propagator_for(settings)})
+    settings = with_segmentation(settings, args.segmentation)
     if args.seed_frames is not None:
         if args.seed_frames < 0:
             raise InputError(f"--seed-frames must be 0 or more, got {args.seed_frames}")

@@ -26,7 +26,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.profiles import PROFILE_NAMES, base_profile, propagator_for, with_compiled_models, with_random_weights
+from agent.profiles import (
+    PROFILE_NAMES,
+    SEGMENTATION_MODES,
+    base_profile,
+    with_compiled_models,
+    with_random_weights,
+    with_segmentation,
+)
 from agent.runner import run_graph
 from evals.bench_standins import FixedTranslator, MeteredGrounder
 from graphs.pipeline import VideoSource
@@ -40,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--phrases", default="dog", help="comma-separated phrases the translator answers with")
     parser.add_argument("--top-k", type=int, default=3, help="GroundingDINO boxes kept per frame")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs after the warm-up (fastest reported)")
-    parser.add_argument("--segmentation", default="image", choices=["image", "propagate"])
+    parser.add_argument("--segmentation", default="image", choices=SEGMENTATION_MODES)
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best available)")
     parser.add_argument("--compile", action="store_true", help="compile the captioner's decoding (static KV cache)")
     return parser
@@ -55,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = base_profile(args.profile).model_copy(
         update={"device": pick_device(args.device), "translator": "lexicon", "llm": None}
     )
-    if args.segmentation == "propagate":
-        settings = settings.model_copy(update={"segmentation": "propagate", "propagator": propagator_for(settings)})
+    settings = with_segmentation(settings, args.segmentation)
     settings = with_random_weights(settings)
     if args.compile:
         settings = with_compiled_models(settings)
@@ -65,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     for spec in settings.model_specs():
         registry.get(spec)
     build_s = time.perf_counter() - start
-    grounder = registry.get(settings.grounder)
-    registry.install(settings.grounder, MeteredGrounder(grounder, args.top_k))
+    grounder = None  # video mode grounds inside SAM 3's video model: no grounder is loaded
+    if settings.segmentation != "video":
+        grounder = registry.get(settings.grounder)
+        registry.install(settings.grounder, MeteredGrounder(grounder, args.top_k))
     propagator = registry.get(settings.propagator) if settings.propagator else None
     translator = FixedTranslator(tuple(p.strip() for p in args.phrases.split(",") if p.strip()))
     runs: list[tuple[dict[str, float], dict[str, float]]] = []

@@ -193,7 +193,8 @@ def ground(
             detections = [_concat_detections(k, [d[k] for d in per_phrase]) for k in range(len(proposal))]
         else:
             detections = ground_phrases(ctx, state["frames"], proposal, box, text)
-        result = {"frames": [_grounding_summary(d, proposal[d["frame_index"]]) for d in detections]}
+        mode = settings.segmentation
+        result = {"frames": [_grounding_summary(d, proposal[d["frame_index"]], mode) for d in detections]}
         st.summary.update(result=result)
     return _reply(
         runtime,
@@ -207,10 +208,17 @@ def ground(
     )
 
 
-def _grounding_summary(detections: dict[str, Any], asked: list[str]) -> dict[str, Any]:
-    """What the planner reads of one frame's grounding: boxes found, phrases not found, or deferred."""
+DEFERRED_BECAUSE = {
+    "propagate": "propagate mode: grounded only if tracking drifts",
+    "video": "video mode: SAM 3's video model finds the phrases while it segments",
+}
+
+
+def _grounding_summary(detections: dict[str, Any], asked: list[str], mode: str) -> dict[str, Any]:
+    """What the planner reads of one frame's grounding: boxes found, phrases not found, or deferred (and why, by
+    segmentation mode)."""
     if detections.get("deferred"):
-        return {"frame": detections["frame_index"], "deferred": "propagate mode: grounded only if tracking drifts"}
+        return {"frame": detections["frame_index"], "deferred": DEFERRED_BECAUSE[mode]}
     found = zip(detections["phrases"], detections["scores"], detections["boxes"], strict=True)
     return {
         "frame": detections["frame_index"],

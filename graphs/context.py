@@ -65,13 +65,17 @@ class PipelineSettings(BaseModel):
     silence_dbfs: float = -60.0
     device: str | None = None
     write_overlay: bool = True
-    segmentation: Literal["image", "propagate"] = Field(
+    segmentation: Literal["image", "propagate", "video"] = Field(
         "image",
         description="image: every frame on its own (the paper); propagate: video tracking (SAM2 video or SAM 3's "
-        "tracker) from the best-grounded frame, forward and backward, re-grounding frames where the track drifts",
+        "tracker) from the best-grounded frame, forward and backward, re-grounding frames where the track drifts; "
+        "video: a text-prompted video model (SAM 3's) detects and tracks the phrases on every frame",
     )
     propagator: ModelSpec | None = Field(
         default=None, description="video tracker for segmentation=propagate (SAM2 video, SAM 3's tracker)"
+    )
+    video_segmenter: ModelSpec | None = Field(
+        default=None, description="text-prompted video model for segmentation=video (SAM 3's Sam3VideoModel)"
     )
     seed_frames: int = Field(
         3,
@@ -90,8 +94,11 @@ class PipelineSettings(BaseModel):
         """The models this run will load, in pipeline order."""
         needs_audio_models = self.oracle_phrases is None
         specs = [self.captioner, self.tagger] if needs_audio_models else []
-        tracker = [self.propagator] if self.segmentation == "propagate" else []
-        return [s for s in [*specs, self.grounder, self.segmenter, *tracker] if s is not None]
+        if self.segmentation == "video":  # the video model grounds and segments: the image models are not loaded
+            vision = [self.video_segmenter]
+        else:
+            vision = [self.grounder, self.segmenter, *([self.propagator] if self.segmentation == "propagate" else [])]
+        return [s for s in [*specs, *vision] if s is not None]
 
     @property
     def meaningful(self) -> bool:

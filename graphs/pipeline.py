@@ -168,7 +168,9 @@ def ground(state: PipelineState, runtime: Runtime[RunContext]) -> dict[str, Any]
         )
         stage.summary.update(detections=detections)
         n_boxes = sum(len(d["phrases"]) for d in detections)
-        ctx.progress("ground", f"{n_boxes} boxes over {len(detections)} frames")
+        n_deferred = sum(1 for d in detections if d.get("deferred"))
+        deferred = f", {n_deferred} frames deferred to segmentation" if n_deferred else ""
+        ctx.progress("ground", f"{n_boxes} boxes over {len(detections)} frames{deferred}")
     return {"detections": detections, "timings_s": {"ground": stage.seconds}}
 
 

@@ -40,6 +40,7 @@ from tools.runfiles import read_json, write_json_atomic
 from tools.sampling import parse_frame_strategy, select_timestamps
 from tools.segmentation import segment_frames
 from tools.translate import CallRecord, Translation, TranslationFailedError
+from tools.video_segmentation import segment_video
 from tools.vocabulary import TAG_VOCABULARY
 
 NO_USAGE = {"input_tokens": 0, "output_tokens": 0, "calls": 0}
@@ -216,20 +217,25 @@ def ground_phrases(
 
     In propagate mode only the seed candidates (settings.seed_frames) are grounded; every other frame with phrases
     gets no boxes and a "deferred" entry (its phrases and thresholds) that segmentation grounds if tracking drifts.
+    In video mode every frame with phrases is deferred: the video model grounds them while it segments.
     """
     settings = ctx.settings
     refs = frame_refs(frames)
     todo = list(range(len(refs)))
     if settings.segmentation == "propagate":
         todo = seed_candidates([bool(p) for p in phrases], settings.seed_frames)
-    found = ground_frames(
-        _grounder(ctx),
-        [refs[k] for k in todo],
-        [phrases[k] for k in todo],
-        box_threshold,
-        text_threshold,
-        settings.model_max_side,
-    )
+    elif settings.segmentation == "video":
+        todo = []
+    found = []
+    if todo:  # nothing to ground loads no grounder (video mode never needs one)
+        found = ground_frames(
+            _grounder(ctx),
+            [refs[k] for k in todo],
+            [phrases[k] for k in todo],
+            box_threshold,
+            text_threshold,
+            settings.model_max_side,
+        )
     grounded = dict(zip(todo, found, strict=True))
     out = []
     for k, ref in enumerate(refs):
@@ -275,6 +281,8 @@ def segment_detections(
     refs = frame_refs(frames)
     if ctx.settings.segmentation == "propagate":
         dicts = _propagated_masks(ctx, refs, detections)
+    elif ctx.settings.segmentation == "video":
+        dicts = _video_masks(ctx, refs, detections)
     else:
         dets = [Detections.from_dict(d) for d in detections]
         dicts = [m.to_dict() for m in segment_frames(image_segmenter(ctx), refs, dets, ctx.settings.model_max_side)]
@@ -330,6 +338,22 @@ def _propagated_masks(ctx: RunContext, refs: list[FrameRef], detections: list[di
             grounded_late=list(grounded_late.values()),
         )
     return tracked
+
+
+def _video_masks(ctx: RunContext, refs: list[FrameRef], detections: list[dict[str, Any]]) -> list[dict]:
+    """The video mode's FrameMasks dicts (COCO RLE), in frame order: the phrases and box threshold the deferred
+    detections recorded go to the video model, which streams the frames (decoded masks are never all held)."""
+    spec = ctx.settings.video_segmenter
+    if spec is None:
+        raise InputError("segmentation 'video' needs a video segmenter model (SAM 3's video model)")
+    asked = [d["deferred"]["phrases"] if d.get("deferred") else [] for d in detections]
+    deferred = [d["deferred"] for d in detections if d.get("deferred")]  # one grounding call: one threshold
+    threshold = deferred[0]["box_threshold"] if deferred else ctx.settings.box_threshold
+    with ctx.tracer.span("model_call", "video_segmenter", model=spec.model_id) as call:
+        found = segment_video(ctx.registry.get(spec), refs, asked, threshold, ctx.settings.model_max_side)
+        dicts = [masks.to_dict() for masks in found]
+        call.update(frames=len(refs), threshold=threshold, objects=[len(d["objects"]) for d in dicts])
+    return dicts
 
 
 def _track(ctx: RunContext, refs: list[FrameRef], seed: Detections) -> tuple[list[dict], bool]:

@@ -16,7 +16,17 @@ from pydantic import BaseModel, ConfigDict
 
 from tools.datamodel import Detections
 
-Role = Literal["captioner", "tagger", "grounder", "segmenter", "critic", "planner", "propagator", "text_segmenter"]
+Role = Literal[
+    "captioner",
+    "tagger",
+    "grounder",
+    "segmenter",
+    "critic",
+    "planner",
+    "propagator",
+    "text_segmenter",
+    "video_segmenter",
+]
 Face = Literal["real", "tiny", "random"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 

@@ -28,6 +28,7 @@ LOADERS: dict[tuple[str, str], str] = {
     ("propagator", "sam2_video"): "tools.models.sam2_video:load_sam2_video",
     ("propagator", "sam3_tracker_video"): "tools.models.sam3_video:load_sam3_video",
     ("text_segmenter", "sam3"): "tools.models.sam3:load_sam3",
+    ("video_segmenter", "sam3_video"): "tools.models.sam3_detect_track:load_sam3_video_segmenter",
     ("critic", "qwen2_5_vl"): "tools.models.critics:load_qwen2_5_vl",
     ("planner", "qwen2_chat"): "tools.models.chat_llm:load_qwen2_chat",
     ("grounder", "sam3"): "tools.models.sam3_roles:load_sam3_grounder",

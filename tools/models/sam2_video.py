@@ -375,20 +375,21 @@ def session_bytes(session: Sam2VideoInferenceSession) -> int:
 
 
 ModelAndProcessor = tuple[PreTrainedModel, ProcessorMixin]
-P = TypeVar("P", bound=Sam2VideoPropagator)
+A = TypeVar("A")
 
 
-def build_propagator(
+def build_video_adapter(
     spec: ModelSpec,
     device: str,
-    propagator: type[P],
+    adapter: Callable[[ModelSpec, PreTrainedModel, ProcessorMixin, str], A],
     pretrained: tuple[type[PreTrainedModel], type[ProcessorMixin]],
     tiny: Callable[[], ModelAndProcessor],
     random: Callable[[], ModelAndProcessor],
-) -> P:
-    """`propagator` over `spec`'s face on `device`: `real` loads the `pretrained` model and processor classes by hub
-    id or folder, `tiny` and `random` call their builders. Weights stay float32 unless spec.dtype says otherwise; on
-    CUDA each frame's forward runs under bfloat16 autocast."""
+) -> A:
+    """`adapter(spec, model, processor, device)` over `spec`'s face on `device` (the video models: SAM2's and SAM 3's
+    trackers, SAM 3's video model): `real` loads the `pretrained` model and processor classes by hub id or folder,
+    `tiny` and `random` call their builders. Weights stay float32 unless spec.dtype says otherwise; on CUDA each
+    frame's forward runs under bfloat16 autocast."""
     dtype = torch_dtype(spec.dtype, device, auto_accelerated=torch.float32)
     if spec.face == "real":
         model_class, processor_class = pretrained
@@ -399,14 +400,14 @@ def build_propagator(
     elif spec.face == "random":
         model, processor = random()
     else:
-        raise InputError(f"propagator face '{spec.face}' is not one of real, tiny, random")
+        raise InputError(f"{spec.role} face '{spec.face}' is not one of real, tiny, random")
     model = model.to(device=device, dtype=dtype)
-    return propagator(spec, model, processor, device)
+    return adapter(spec, model, processor, device)
 
 
 def load_sam2_video(spec: ModelSpec, device: str) -> Sam2VideoPropagator:
-    """SAM2's propagator for `spec` on `device` (see build_propagator)."""
-    return build_propagator(
+    """SAM2's propagator for `spec` on `device` (see build_video_adapter)."""
+    return build_video_adapter(
         spec,
         device,
         Sam2VideoPropagator,

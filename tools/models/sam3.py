@@ -77,10 +77,11 @@ def _text_ids() -> dict[str, int]:
     return {"bos_token_id": vocab[_START], "eos_token_id": vocab[_END], "pad_token_id": vocab[_END]}
 
 
-def tiny_config() -> Sam3Config:
-    """A small SAM 3 for 112 px inputs: ViT 32 wide x 2 layers (windowed 4 x 4, then global), FPN 32 at scales
-    4, 2, 1, 0.5 of the 8 x 8 patch grid (32, 16, 8, 4 px maps), CLIP text 32 wide x 1 layer over clip_vocab(),
-    geometry encoder / DETR encoder / DETR decoder (8 queries) / mask decoder all 32 wide, one layer each."""
+def tiny_config(width: int = 32) -> Sam3Config:
+    """A small SAM 3 for 112 px inputs: ViT 32 wide x 2 layers (windowed 4 x 4, then global), FPN `width` wide at
+    scales 4, 2, 1, 0.5 of the 8 x 8 patch grid (32, 16, 8, 4 px maps), CLIP text 32 wide x 1 layer over
+    clip_vocab(), geometry encoder / DETR encoder / DETR decoder (8 queries) / mask decoder all `width` wide, one
+    layer each (the video model needs them as wide as its tracker's memory path)."""
     grid = TINY_IMAGE_SIZE // 14
     backbone = Sam3ViTConfig(
         hidden_size=32,
@@ -95,7 +96,7 @@ def tiny_config() -> Sam3Config:
     )
     vision = Sam3VisionConfig(
         backbone_config=backbone,
-        fpn_hidden_size=32,
+        fpn_hidden_size=width,
         backbone_feature_sizes=[[4 * grid, 4 * grid], [2 * grid, 2 * grid], [grid, grid]],
     )
     text = CLIPTextConfig(
@@ -108,14 +109,14 @@ def tiny_config() -> Sam3Config:
         max_position_embeddings=TEXT_LENGTH,
         **_text_ids(),
     )
-    small = {"hidden_size": 32, "num_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
+    small = {"hidden_size": width, "num_layers": 1, "num_attention_heads": 2, "intermediate_size": 2 * width}
     return Sam3Config(
         vision_config=vision,
         text_config=text,
         geometry_encoder_config=Sam3GeometryEncoderConfig(**small),
         detr_encoder_config=Sam3DETREncoderConfig(**small),
         detr_decoder_config=Sam3DETRDecoderConfig(**small, num_queries=8),
-        mask_decoder_config=Sam3MaskDecoderConfig(hidden_size=32, num_attention_heads=2),
+        mask_decoder_config=Sam3MaskDecoderConfig(hidden_size=width, num_attention_heads=2),
     )
 
 

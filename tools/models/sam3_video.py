@@ -32,7 +32,7 @@ from tools.models.sam2_video import (
     TINY_MEMORY_WIDTH,
     ClipSession,
     Sam2VideoPropagator,
-    build_propagator,
+    build_video_adapter,
     tiny_memory,
 )
 from tools.models.tiny_text import seeded_model
@@ -52,8 +52,8 @@ def tiny_config() -> Sam3TrackerVideoConfig:
     """sam3.tiny_config()'s 112 px ViT (32 wide x 2 layers, 8 x 8 patches) with a TINY_MEMORY_WIDTH-wide FPN neck,
     prompt encoder and mask decoder, and sam2_video's tiny memory path on the 8 x 8 grid; 7 memory frames and 16
     pointers as the real model (so the memory window the propagator keeps is the real one)."""
-    vision = sam3.tiny_config().vision_config
-    vision.fpn_hidden_size = TINY_MEMORY_WIDTH  # memory attention needs it == its width, a multiple of 64 above 64
+    # Memory attention needs the FPN as wide as itself, a multiple of 64 above 64.
+    vision = sam3.tiny_config(TINY_MEMORY_WIDTH).vision_config
     return Sam3TrackerVideoConfig(
         vision_config=vision,
         prompt_encoder_config={"hidden_size": TINY_MEMORY_WIDTH, "mask_input_channels": 8},
@@ -81,13 +81,17 @@ def random_config() -> Sam3TrackerVideoConfig:
     )
 
 
+def frames_processor(side: int) -> Sam2VideoVideoProcessor:
+    """The video processor facebook/sam3 ships for its tracker and its video model: side x side, mean / std 0.5."""
+    half = [0.5, 0.5, 0.5]
+    return Sam2VideoVideoProcessor(image_mean=half, image_std=half, size={"height": side, "width": side})
+
+
 def _processor(side: int) -> Sam3TrackerVideoProcessor:
     """Real Sam3TrackerVideoProcessor as facebook/sam3 ships it (convert_sam3_video_to_hf.py): frames resized to
     side x side with mean / std 0.5 (Sam3ImageProcessor), boxes normalised to `side`."""
-    half = [0.5, 0.5, 0.5]
     return Sam3TrackerVideoProcessor(
-        image_processor=sam3._processor(side).image_processor,
-        video_processor=Sam2VideoVideoProcessor(image_mean=half, image_std=half, size={"height": side, "width": side}),
+        image_processor=sam3._processor(side).image_processor, video_processor=frames_processor(side)
     )
 
 
@@ -114,8 +118,8 @@ class Sam3TrackerVideoPropagator(Sam2VideoPropagator):
 
 
 def load_sam3_video(spec: ModelSpec, device: str) -> Sam3TrackerVideoPropagator:
-    """SAM 3's tracker as a propagator for `spec` on `device` (see sam2_video.build_propagator)."""
-    return build_propagator(
+    """SAM 3's tracker as a propagator for `spec` on `device` (see sam2_video.build_video_adapter)."""
+    return build_video_adapter(
         spec,
         device,
         Sam3TrackerVideoPropagator,
