@@ -195,17 +195,23 @@ PROPAGATOR_FAMILY = {"sam2": "sam2_video", "sam3": "sam3_tracker_video"}
 with the boxes SAM 3's own text grounding found)."""
 
 
+def _from_segmenter_checkpoint(
+    settings: PipelineSettings, role: Role, families: dict[str, str], needs: str
+) -> ModelSpec:
+    """`role`'s model from the run's segmenter checkpoint and face, its family looked up by the segmenter's in
+    `families`; `needs` (what the mode needs) opens the error when the segmenter has none."""
+    segmenter = settings.segmenter
+    family = families.get(segmenter.family)
+    if family is None:
+        raise InputError(f"{needs}, not '{segmenter.family}'")
+    return ModelSpec(role=role, family=family, model_id=segmenter.model_id, face=segmenter.face)
+
+
 def propagator_for(settings: PipelineSettings) -> ModelSpec:
     """The video tracker matching the run's segmenter (same checkpoint and face): SAM2 video for a SAM2 segmenter,
     SAM 3's tracker for SAM 3."""
-    segmenter = settings.segmenter
-    family = PROPAGATOR_FAMILY.get(segmenter.family)
-    if family is None:
-        raise InputError(
-            f"--segmentation propagate tracks with SAM2 or SAM 3: it needs one of them as the segmenter, "
-            f"not '{segmenter.family}'"
-        )
-    return ModelSpec(role="propagator", family=family, model_id=segmenter.model_id, face=segmenter.face)
+    needs = "--segmentation propagate tracks with SAM2 or SAM 3: it needs one of them as the segmenter"
+    return _from_segmenter_checkpoint(settings, "propagator", PROPAGATOR_FAMILY, needs)
 
 
 SEGMENTATION_MODES = ("image", "propagate", "video")
@@ -222,14 +228,8 @@ def with_segmentation(settings: PipelineSettings, mode: str) -> PipelineSettings
         return settings.model_copy(update={"segmentation": "propagate", "propagator": propagator_for(settings)})
     if mode != "video":
         raise InputError(f"segmentation '{mode}' is not one of {', '.join(SEGMENTATION_MODES)}")
-    segmenter = settings.segmenter
-    family = VIDEO_SEGMENTER_FAMILY.get(segmenter.family)
-    if family is None:
-        raise InputError(
-            f"--segmentation video runs SAM 3's video model: it needs SAM 3 as the segmenter (--profile sam3), "
-            f"not '{segmenter.family}'"
-        )
-    spec = ModelSpec(role="video_segmenter", family=family, model_id=segmenter.model_id, face=segmenter.face)
+    needs = "--segmentation video runs SAM 3's video model: it needs SAM 3 as the segmenter (--profile sam3)"
+    spec = _from_segmenter_checkpoint(settings, "video_segmenter", VIDEO_SEGMENTER_FAMILY, needs)
     return settings.model_copy(update={"segmentation": "video", "video_segmenter": spec})
 
 

@@ -180,6 +180,21 @@ def test_tiny_profile_completes_a_run(data: Path, tmp_path: Path, subset: str, l
         assert "AVSS class" in (out / "report.md").read_text()
 
 
+def test_sam3_video_mode_through_the_command_line(data: Path, tmp_path: Path, capsys) -> None:
+    """`--profile sam3 --segmenter sam3:tiny --segmentation video`: the runner builds the settings as agent.solve
+    does, so SAM 3's video model (tiny face) segments each clip and is the only vision model recorded."""
+    out = tmp_path / "video"
+    argv = ["--root", str(data), "--subset", "s4", "--prompts", "oracle", "--limit", "1", "--out", str(out)]
+    argv += ["--profile", "sam3", "--segmenter", "sam3:tiny", "--segmentation", "video", "--no-cache", "--quiet"]
+    assert main(argv) == 0
+    line = last_json_line(capsys.readouterr().out)
+    assert line["n_videos"] == 1 and line["n_failed"] == 0 and line["meaningful"] is False
+    saved = json.loads((out / "metrics.json").read_text())
+    assert [m["role"] for m in saved["provenance"]["models"]] == ["video_segmenter"]
+    result = json.loads(next((out / "clips").rglob("result.json")).read_text())
+    assert len(result["frames"]) == 5
+
+
 # ------------------------------------------------------------------------------------------ (d) kill and rerun
 def test_sigkill_and_rerun_gives_the_uninterrupted_metrics(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "killed"

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from agent.profiles import PROFILE_NAMES
+from agent.profiles import PROFILE_NAMES, SEGMENTATION_MODES
 from agent.solve import build_parser as solve_parser
 from agent.solve import settings_from_args
 from evals.benchmark.options import GRAPHS, PROMPTS, BenchmarkOptions
@@ -40,7 +40,7 @@ LINE_KEYS = (
 # The model flags below mean what they mean in agent.solve; its parser supplies the defaults of everything else.
 MODEL_FLAGS = (
     "profile", "graph", "device", "weights", "captioner", "tagger", "grounder", "segmenter", "queries", "translator",
-    "llm", "llm_base_url", "variant", "box_threshold", "text_threshold", "compile",
+    "llm", "llm_base_url", "variant", "box_threshold", "text_threshold", "segmentation", "compile",
 )  # fmt: skip
 _ORACLE_PLACEHOLDER = "oracle"  # per-clip class names replace it; giving phrases skips the LLM requirement
 
@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--variant", choices=["none", "prompt", "frame", "both"])
     models.add_argument("--box-threshold", type=float)
     models.add_argument("--text-threshold", type=float)
+    models.add_argument("--segmentation", default="image", choices=SEGMENTATION_MODES, help="image (the paper), "
+                        "propagate or video, as in agent.solve")  # fmt: skip
     models.add_argument("--compile", action="store_true", help="compile the captioner's decoding (worth it over "
                         "many clips: the first waits for compilation)")  # fmt: skip
     return p

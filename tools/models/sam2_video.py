@@ -182,7 +182,31 @@ class PropagationStats:
     peak_session_frames: int = 0
 
 
-class Sam2VideoPropagator:
+class StreamingVideoAdapter:
+    """What a video model adapter streaming frames through a transformers inference session holds: its model (in
+    eval mode), processor and device, running PropagationStats, and whether it prunes the session after each
+    frame."""
+
+    def __init__(self, spec: ModelSpec, model: PreTrainedModel, processor: ProcessorMixin, device: str) -> None:
+        self.spec = spec
+        self.model = model.eval()
+        self.processor = processor
+        self.device = device
+        self.stats = PropagationStats()
+        self.prune = True
+        """False keeps transformers' full session (every frame's outputs): for checking that pruning is exact."""
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def _record(self, session: Any) -> None:
+        """Count the session's tensor bytes and pixel frames into the peaks."""
+        self.stats.peak_session_bytes = max(self.stats.peak_session_bytes, session_bytes(session))
+        self.stats.peak_session_frames = max(self.stats.peak_session_frames, len(session.processed_frames))
+
+
+class Sam2VideoPropagator(StreamingVideoAdapter):
     """Seeds objects with boxes on one frame and tracks them forward to the last frame, then backward to the first.
 
     What stays in memory during propagate(), whatever the video's length (M = num_maskmem = 7 and
@@ -204,20 +228,10 @@ class Sam2VideoPropagator:
     """The model's inference session with the clip's length (a subclass running another tracker names its own)."""
 
     def __init__(self, spec: ModelSpec, model: Sam2VideoModel, processor: Sam2VideoProcessor, device: str) -> None:
-        self.spec = spec
-        self.model = model.eval()
-        self.processor = processor
-        self.device = device
-        self.stats = PropagationStats()
-        self.prune = True
-        """False keeps transformers' full session (every frame's outputs): for checking that pruning is exact."""
+        super().__init__(spec, model, processor, device)
         self.batch_objects = True
         """False tracks objects one at a time (transformers' forward) on every frame: for checks and benchmarks of
         video_batching.track_frame, which runs a tracked frame's objects as one batch."""
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
 
     def propagate(
         self,
@@ -298,10 +312,6 @@ class Sam2VideoPropagator:
         self.stats.frames += 1
         self.stats.seconds += time.perf_counter() - start
         return masks.astype(bool, copy=False), scores
-
-    def _record(self, session: Sam2VideoInferenceSession) -> None:
-        self.stats.peak_session_bytes = max(self.stats.peak_session_bytes, session_bytes(session))
-        self.stats.peak_session_frames = max(self.stats.peak_session_frames, len(session.processed_frames))
 
 
 def _seed_position(refs: Sequence[FrameRef], seed_frame: int) -> int:

@@ -36,13 +36,7 @@ from tools.frames import FrameRef, load_frame
 from tools.models import sam3, sam3_video
 from tools.models.base import ModelSpec
 from tools.models.precision import scoped_autocast
-from tools.models.sam2_video import (
-    TINY_MEMORY_WIDTH,
-    ClipSession,
-    PropagationStats,
-    build_video_adapter,
-    session_bytes,
-)
+from tools.models.sam2_video import TINY_MEMORY_WIDTH, ClipSession, StreamingVideoAdapter, build_video_adapter
 from tools.models.tiny_text import seeded_model
 from tools.video_segmentation import VideoInstances
 
@@ -90,7 +84,7 @@ class Sam3DetectTrackSession(ClipSession, Sam3VideoInferenceSession):
     """SAM 3 video model's inference session, told the clip's length."""
 
 
-class Sam3VideoSegmenter:
+class Sam3VideoSegmenter(StreamingVideoAdapter):
     """VideoSegmenter protocol (tools/video_segmentation.py) over Sam3VideoModel.
 
     What stays in memory during segment_video(), whatever the clip's length (N objects; the tracker's M = 7 memory
@@ -105,19 +99,6 @@ class Sam3VideoSegmenter:
     every conditioning frame instead, so on a clip whose objects gather more than C conditioning frames older than
     P frames the two differ; before that, pruning is exact (tested against the unpruned session).
     """
-
-    def __init__(self, spec: ModelSpec, model: Sam3VideoModel, processor: Sam3VideoProcessor, device: str) -> None:
-        self.spec = spec
-        self.model = model.eval()
-        self.processor = processor
-        self.device = device
-        self.stats = PropagationStats()
-        self.prune = True
-        """False keeps transformers' full session (every frame's outputs): for checking that pruning is exact."""
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
 
     def segment_video(
         self, frames: Sequence[FrameRef], prompts: Sequence[str], threshold: float, max_side: int | None = None
@@ -191,10 +172,6 @@ class Sam3VideoSegmenter:
         masks = post["masks"].cpu().numpy().astype(bool, copy=False).reshape(len(ids), ref.height, ref.width)
         self.stats.seconds += time.perf_counter() - start
         return VideoInstances(ref.index, ids, [prompt_of[i] for i in ids], masks, scores, tracker_scores)
-
-    def _record(self, session: Sam3DetectTrackSession) -> None:
-        self.stats.peak_session_bytes = max(self.stats.peak_session_bytes, session_bytes(session))
-        self.stats.peak_session_frames = max(self.stats.peak_session_frames, len(session.processed_frames))
 
 
 def _no_instances(ref: FrameRef) -> VideoInstances:
