@@ -172,7 +172,7 @@ def test_segment_video_prompts_the_clip_and_answers_each_frame_its_phrases(frame
     assert (dog.box_score, dog.mask_score) == (pytest.approx(0.9), pytest.approx(0.8))
     assert decode_rle(dog.rle).shape == (refs[0].height, refs[0].width)
     silent = list(segment_video(model, refs, [[], [" "], []], 0.4))
-    assert len(model.calls) == 1 and [f.objects for f in silent] == [(), (), ()]
+    assert model.calls[1] == ([], 0.4, None) and [f.objects for f in silent] == [(), (), ()]
     with pytest.raises(ValueError, match="2 phrase lists for 3 frames"):
         list(segment_video(model, refs, [["dog"], ["dog"]], 0.4))
 
@@ -189,6 +189,9 @@ def test_threshold_sets_detection_and_new_object_levels_for_the_call_only(segmen
     monkeypatch.setattr(model, "_det_track_one_frame", spy)
     list(segmenter.segment_video(frames[:2], PROMPTS, threshold=0.45))
     assert not any(f.object_ids for f in segmenter.segment_video(frames[:2], PROMPTS, threshold=1.0))
+    silent = list(segmenter.segment_video(frames[:2], [], threshold=0.0))  # no prompt: the model is not run
+    assert [(f.frame_index, f.masks.shape) for f in silent] == [(0, (0, 60, 96)), (1, (0, 60, 96))]
+    assert len(seen) == 4 and segmenter.stats.frames == 4
     assert seen[:2] == [(0.45, pytest.approx(0.65))] * 2 and seen[2:] == [(1.0, 1.0)] * 2  # margin 0.7 - 0.5
     assert (model.score_threshold_detection, model.new_det_thresh) == (0.5, 0.7)
 

@@ -45,7 +45,7 @@ class VideoSegmenter(Protocol):
         self, frames: Sequence[FrameRef], prompts: Sequence[str], threshold: float, max_side: int | None = None
     ) -> Iterator[VideoInstances]:
         """Yield one VideoInstances per frame, in frame order; `threshold` is the detection score an instance needs;
-        frames are decoded with the longer side at most `max_side` px."""
+        frames are decoded with the longer side at most `max_side` px. No prompt: empty frames, no model run."""
         ...
 
 
@@ -61,16 +61,12 @@ def segment_video(
     Every phrase of the clip is one prompt for the whole clip, so an object is tracked through frames where its
     phrase is not asked; a frame keeps only the instances of its own phrases, and a frame asking nothing shows
     nothing. Each object keeps the model's object id, its detection score as box_score, the tracker's score on the
-    frame as mask_score, and its mask's tight box; masks are held as COCO RLE. Empty masks are left out. No phrase
-    in the clip: empty frames, and the model is not run.
+    frame as mask_score, and its mask's tight box; masks are held as COCO RLE. Empty masks are left out. Blank
+    phrases are no prompt.
     """
     if len(phrases) != len(frames):
         raise ValueError(f"{len(phrases)} phrase lists for {len(frames)} frames")
     prompts = list(dict.fromkeys(p for asked in phrases for p in asked if p.strip()))
-    if not prompts:
-        for ref in frames:
-            yield FrameMasks(ref.index, ref.height, ref.width)
-        return
     asked_at = {ref.index: set(asked) for ref, asked in zip(frames, phrases, strict=True)}
     sizes = {ref.index: (ref.height, ref.width) for ref in frames}
     for found in segmenter.segment_video(frames, prompts, threshold, max_side):

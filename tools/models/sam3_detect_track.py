@@ -109,11 +109,10 @@ class Sam3VideoSegmenter(StreamingVideoAdapter):
         object at threshold + the checkpoint's margin between the two (0.7 - 0.5 for facebook/sam3), capped at 1.
         Frames are decoded with the longer side at most `max_side` px. Instances are in object-id order; masks are
         at each frame's original size, cut at logit 0, made non-overlapping within a prompt as SAM 3 does. No
-        prompt, or no frame: nothing is run.
+        prompt, or no frame: nothing is run. A repeated prompt is one prompt (transformers' add_prompt).
         """
         refs = list(frames)
-        wanted = [p for p in dict.fromkeys(prompts) if p.strip()]
-        if not wanted:
+        if not prompts:
             for ref in refs:
                 yield _no_instances(ref)
             return
@@ -124,7 +123,7 @@ class Sam3VideoSegmenter(StreamingVideoAdapter):
             video_storage_device=self.device,
             dtype=self.dtype,
         )
-        self.processor.add_text_prompt(session, wanted)
+        self.processor.add_text_prompt(session, list(prompts))
         pending: deque[tuple[FrameRef, Sam3VideoSegmentationOutput]] = deque()
         hold = max(self.model.hotstart_delay, 1)
         for pos, ref in enumerate(refs):
@@ -166,10 +165,10 @@ class Sam3VideoSegmenter(StreamingVideoAdapter):
         post = self.processor.postprocess_outputs(session, out, original_sizes=[[ref.height, ref.width]])
         ids = [int(i) for i in post["object_ids"].tolist()]
         prompt_of = {obj_id: text for text, obj_ids in post["prompt_to_obj_ids"].items() for obj_id in obj_ids}
-        scores = post["scores"].float().cpu().numpy().astype(np.float32).reshape(-1)
+        scores = post["scores"].float().cpu().numpy()
         tracked = out.obj_id_to_tracker_score or {}
         tracker_scores = np.array([tracked.get(i, s) for i, s in zip(ids, scores, strict=True)], np.float32)
-        masks = post["masks"].cpu().numpy().astype(bool, copy=False).reshape(len(ids), ref.height, ref.width)
+        masks = post["masks"].cpu().numpy()  # bool (N, H, W), N = 0 included
         self.stats.seconds += time.perf_counter() - start
         return VideoInstances(ref.index, ids, [prompt_of[i] for i in ids], masks, scores, tracker_scores)
 
