@@ -190,9 +190,10 @@ def _family_from_folder(role: Role, folder: Path) -> str:
     return family
 
 
-PROPAGATOR_FAMILY = {"sam2": "sam2_video", "sam3": "sam3_tracker_video"}
-"""Segmenter family -> the video tracker of the same checkpoint: SAM2's video model, or SAM 3's tracker (seeded
-with the boxes SAM 3's own text grounding found)."""
+TRACKERS = {"sam2": ("sam2_video", "sam2_meta"), "sam3": ("sam3_tracker_video",)}
+"""Segmenter family -> the video trackers that run its checkpoint, the default first: SAM2's video model
+(transformers) or Meta's sam2 video predictor; SAM 3's tracker (seeded with the boxes SAM 3's own text grounding
+found)."""
 
 
 def _from_segmenter_checkpoint(
@@ -207,11 +208,21 @@ def _from_segmenter_checkpoint(
     return ModelSpec(role=role, family=family, model_id=segmenter.model_id, face=segmenter.face)
 
 
-def propagator_for(settings: PipelineSettings) -> ModelSpec:
-    """The video tracker matching the run's segmenter (same checkpoint and face): SAM2 video for a SAM2 segmenter,
-    SAM 3's tracker for SAM 3."""
+def propagator_for(settings: PipelineSettings, choice: str | None = None) -> ModelSpec:
+    """The video tracker of propagate mode. By default the segmenter's own (same checkpoint and face, TRACKERS'
+    first): SAM2 video for a SAM2 segmenter, SAM 3's tracker for SAM 3. `choice` (--propagator) is a tracker
+    family run on the segmenter's checkpoint (`sam2_meta`: Meta's sam2 predictor), or FAMILY:ID for another one."""
+    if choice is not None and choice not in TRACKERS.get(settings.segmenter.family, ()):
+        if choice in {family for role, family in LOADERS if role == "propagator"}:
+            raise InputError(
+                f"--propagator {choice} cannot run the segmenter's {settings.segmenter.family} checkpoint: give "
+                f"{choice}:MODEL"
+            )
+        return parse_model_arg("propagator", choice)
     needs = "--segmentation propagate tracks with SAM2 or SAM 3: it needs one of them as the segmenter"
-    return _from_segmenter_checkpoint(settings, "propagator", PROPAGATOR_FAMILY, needs)
+    default = {segmenter: trackers[0] for segmenter, trackers in TRACKERS.items()}
+    spec = _from_segmenter_checkpoint(settings, "propagator", default, needs)
+    return spec if choice is None else spec.model_copy(update={"family": choice})
 
 
 SEGMENTATION_MODES = ("image", "propagate", "video")
@@ -219,13 +230,16 @@ VIDEO_SEGMENTER_FAMILY = {"sam3": "sam3_video"}
 """Segmenter family -> the text-prompted video model of the same checkpoint (SAM 3's detector + tracker)."""
 
 
-def with_segmentation(settings: PipelineSettings, mode: str) -> PipelineSettings:
+def with_segmentation(settings: PipelineSettings, mode: str, propagator: str | None = None) -> PipelineSettings:
     """The settings in segmentation `mode` (image, propagate or video), with the video model that mode needs: the
-    segmenter's tracker for propagate (propagator_for), SAM 3's video model for video."""
+    tracker for propagate (propagator_for, `propagator` choosing it), SAM 3's video model for video."""
+    if propagator is not None and mode != "propagate":
+        raise InputError("--propagator chooses the tracker of --segmentation propagate")
     if mode == "image":
         return settings.model_copy(update={"segmentation": "image"})
     if mode == "propagate":
-        return settings.model_copy(update={"segmentation": "propagate", "propagator": propagator_for(settings)})
+        spec = propagator_for(settings, propagator)
+        return settings.model_copy(update={"segmentation": "propagate", "propagator": spec})
     if mode != "video":
         raise InputError(f"segmentation '{mode}' is not one of {', '.join(SEGMENTATION_MODES)}")
     needs = "--segmentation video runs SAM 3's video model: it needs SAM 3 as the segmenter (--profile sam3)"

@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="image: every frame on its own (the paper); propagate: video tracking (SAM2's, or SAM "
                         "3's tracker with --profile sam3) from the best-grounded frame; video: SAM 3's video model "
                         "detects and tracks the phrases on every frame (--profile sam3)")  # fmt: skip
+    parser.add_argument("--propagator", help="propagate mode: the tracker, a family run on the segmenter's "
+                        "checkpoint (sam2_video, the default for SAM2; sam2_meta: Meta's sam2 video predictor) or "
+                        "FAMILY:ID (a hub id, or for sam2_meta a Meta .pt checkpoint)")  # fmt: skip
     parser.add_argument("--seed-frames", type=int, metavar="N", help="propagate mode: frames grounded to pick "
                         "the seed (default 3; 0: every frame); the others are grounded only where tracking "
                         "drifts")  # fmt: skip
@@ -131,7 +134,7 @@ def settings_from_args(args: argparse.Namespace) -> PipelineSettings:
     updates["device"] = args.device
     updates["write_overlay"] = not args.no_overlay
     settings = settings.model_copy(update=updates)
-    settings = with_segmentation(settings, args.segmentation)
+    settings = with_segmentation(settings, args.segmentation, args.propagator)
     if args.seed_frames is not None:
         if args.seed_frames < 0:
             raise InputError(f"--seed-frames must be 0 or more, got {args.seed_frames}")

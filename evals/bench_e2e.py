@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-k", type=int, default=3, help="GroundingDINO boxes kept per frame")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs after the warm-up (fastest reported)")
     parser.add_argument("--segmentation", default="image", choices=SEGMENTATION_MODES)
+    parser.add_argument("--propagator", help="propagate mode's tracker, as in agent.solve (sam2_meta: Meta's sam2)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best available)")
     parser.add_argument("--compile", action="store_true", help="compile the captioner's decoding (static KV cache)")
     return parser
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = base_profile(args.profile).model_copy(
         update={"device": pick_device(args.device), "translator": "lexicon", "llm": None}
     )
-    settings = with_segmentation(settings, args.segmentation)
+    settings = with_segmentation(settings, args.segmentation, args.propagator)
     settings = with_random_weights(settings)
     if args.compile:
         settings = with_compiled_models(settings)
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": settings.device,
         "profile": args.profile,
         "segmentation": args.segmentation,
+        "propagator": settings.propagator.family if settings.propagator else None,
         "models": [s.model_id for s in settings.model_specs()],
     }
     print(json.dumps(summary))

@@ -3,6 +3,7 @@ each embedding once, and the benchmark's phases run end to end with tiny faces."
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from evals import bench_trackers
 from evals.bench import QUICK, _config, _parser
 from evals.bench_core import BenchConfig, bench_long, bench_short, summarize
 from evals.bench_standins import MeteredGrounder
@@ -196,3 +198,16 @@ def test_bench_clip_size_option(capsys: pytest.CaptureFixture[str]) -> None:
             _parser().parse_args(["--clip-size", bad])
         assert exit_info.value.code == 2
     assert capsys.readouterr().err.count("error: argument --clip-size") == 3
+
+
+def test_tracker_bench_times_both_trackers_on_the_same_frames(capsys: pytest.CaptureFixture[str]) -> None:
+    """evals.bench_trackers with tiny faces: both trackers propagate every frame, and its last stdout line is the
+    JSON summary (timings are printed, not asserted)."""
+    assert bench_trackers.main(["--face", "tiny", "--frames", "4", "--size", "96x64", "--repeats", "1"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["frames"] == 4 and summary["size"] == [96, 64]
+    for family in bench_trackers.FAMILIES:
+        assert summary[f"{family}_s_per_frame"] > 0 and summary[f"{family}_peak_session_mb"] > 0
+    assert summary["meta_over_transformers"] == pytest.approx(
+        summary["sam2_meta_s_per_frame"] / summary["sam2_video_s_per_frame"], rel=0.01
+    )

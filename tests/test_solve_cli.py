@@ -62,6 +62,15 @@ def _bad_inputs(tmp_path: Path, clip: Path) -> dict[str, list[str]]:
         "bad max frames": [str(clip), "--max-frames", "0", *out],
         "unknown captioner": [str(clip), "--captioner", "someone/unknown-model", *out],
         "wrong role": [str(clip), "--grounder", "facebook/sam2.1-hiera-tiny", *out],
+        "tracker without tracking": [str(clip), "--propagator", "sam2_meta", *out],
+        "tracker of another model": [
+            str(clip),
+            "--segmentation",
+            "propagate",
+            "--propagator",
+            "sam3_tracker_video",
+            *out,
+        ],
         "unknown option": [str(clip), "--colour", "red"],
         "resume nothing": ["--resume", str(tmp_path)],
     }

@@ -40,7 +40,8 @@ LINE_KEYS = (
 # The model flags below mean what they mean in agent.solve; its parser supplies the defaults of everything else.
 MODEL_FLAGS = (
     "profile", "graph", "device", "weights", "captioner", "tagger", "grounder", "segmenter", "queries", "translator",
-    "llm", "llm_base_url", "variant", "box_threshold", "text_threshold", "segmentation", "compile",
+    "llm", "llm_base_url", "variant", "box_threshold", "text_threshold", "segmentation", "propagator",
+    "compile",
 )  # fmt: skip
 _ORACLE_PLACEHOLDER = "oracle"  # per-clip class names replace it; giving phrases skips the LLM requirement
 
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--text-threshold", type=float)
     models.add_argument("--segmentation", default="image", choices=SEGMENTATION_MODES, help="image (the paper), "
                         "propagate or video, as in agent.solve")  # fmt: skip
+    models.add_argument("--propagator", help="propagate mode's tracker, as in agent.solve (sam2_meta: Meta's sam2)")
     models.add_argument("--compile", action="store_true", help="compile the captioner's decoding (worth it over "
                         "many clips: the first waits for compilation)")  # fmt: skip
     return p

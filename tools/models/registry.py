@@ -27,6 +27,7 @@ LOADERS: dict[tuple[str, str], str] = {
     ("segmenter", "sam2"): "tools.models.sam2:load_sam2",
     ("propagator", "sam2_video"): "tools.models.sam2_video:load_sam2_video",
     ("propagator", "sam3_tracker_video"): "tools.models.sam3_video:load_sam3_video",
+    ("propagator", "sam2_meta"): "tools.models.sam2_meta:load_sam2_meta_video",
     ("text_segmenter", "sam3"): "tools.models.sam3:load_sam3",
     ("video_segmenter", "sam3_video"): "tools.models.sam3_detect_track:load_sam3_video_segmenter",
     ("critic", "qwen2_5_vl"): "tools.models.critics:load_qwen2_5_vl",
@@ -70,7 +71,7 @@ def ensure_weights_available(spec: ModelSpec) -> None:
     from_pretrained retries unreachable hubs for tens of seconds; one cache lookup and one bounded metadata
     request answer the same question at once.
     """
-    if spec.face != "real" or Path(spec.model_id).is_dir():
+    if spec.face != "real" or Path(spec.model_id).expanduser().exists():  # a folder, or a checkpoint file
         return
     if Path(spec.model_id).expanduser().is_absolute() or spec.model_id.startswith("."):
         raise ModelUnavailableError(f"{spec.role} model path '{spec.model_id}' does not exist")

@@ -252,13 +252,8 @@ class Sam2VideoPropagator(StreamingVideoAdapter):
         empty arrays for every frame without running the model.
         """
         refs = list(frames)
-        seed_pos = _seed_position(refs, seed_frame)
-        boxes = sam2._check_boxes(boxes)
-        ids = [int(i) for i in obj_ids]
-        if len(ids) != len(boxes) or len(set(ids)) != len(ids):
-            raise ValueError(f"need {len(boxes)} distinct obj_ids for {len(boxes)} boxes, got {ids}")
-        # Checked above, run below: bad prompts fail at the call, not at the first next().
-        return self._track(refs, seed_pos, boxes, ids, max_side)
+        # Checked here, run below: bad prompts fail at the call, not at the first next().
+        return self._track(refs, *check_prompts(refs, seed_frame, boxes, obj_ids), max_side)
 
     def _track(
         self, refs: list[FrameRef], seed_pos: int, boxes: np.ndarray, ids: list[int], max_side: int | None
@@ -314,13 +309,22 @@ class Sam2VideoPropagator(StreamingVideoAdapter):
         return masks.astype(bool, copy=False), scores
 
 
-def _seed_position(refs: Sequence[FrameRef], seed_frame: int) -> int:
+def check_prompts(
+    refs: Sequence[FrameRef], seed_frame: int, boxes: np.ndarray, obj_ids: Sequence[int]
+) -> tuple[int, np.ndarray, list[int]]:
+    """A propagator's prompts checked: (the seed frame's position in `refs`, boxes as float32 (N, 4), the N ids as
+    ints). ValueError when the frames are not in increasing index order, the seed is not among them, the boxes are
+    malformed, or the ids are not N distinct values."""
     indices = [ref.index for ref in refs]
     if any(b <= a for a, b in itertools.pairwise(indices)):
         raise ValueError("frames must be in strictly increasing FrameRef.index order")
     if seed_frame not in indices:
         raise ValueError(f"seed frame {seed_frame} is not among the frames {indices[:3]}...{indices[-3:]}")
-    return indices.index(seed_frame)
+    boxes = sam2._check_boxes(boxes)
+    ids = [int(i) for i in obj_ids]
+    if len(ids) != len(boxes) or len(set(ids)) != len(ids):
+        raise ValueError(f"need {len(boxes)} distinct obj_ids for {len(boxes)} boxes, got {ids}")
+    return indices.index(seed_frame), boxes, ids
 
 
 # What each stored per-frame output holds (transformers 5.24): pred_masks (low-res logits), high_res_masks,
@@ -331,17 +335,38 @@ _TRACKED_SPENT_KEYS = ("pred_masks",)  # a tracked frame's masks are returned on
 
 
 def _release(session: Sam2VideoInferenceSession, done: int, seed: int, config: Sam2VideoConfig) -> None:
-    """Drop what SAM2 will not read again after frame `done` (positions), keeping the session's size bounded.
-
-    Frame t reads memories of frames t -/+ 1..M-1 and object pointers of frames t -/+ 1..P-1 (the sign follows the
-    direction), plus every conditioning (seed) output; the backward pass starts next to the seed, so frames near the
-    seed stay too. transformers keeps all of these for the whole video otherwise.
-    """
-    memories, pointers = config.num_maskmem, config.max_object_pointers_in_encoder
+    """Drop what SAM2 will not read again after frame `done` (positions): the frame's pixels, and the outputs
+    release_outputs names. transformers keeps all of these for the whole video otherwise."""
     session.processed_frames.pop(done, None)  # pixels: read by this frame's forward only
-    for obj_idx, outputs in session.output_dict_per_obj.items():
-        # Only consulted for prompts added to an already-tracked frame, which propagate() never does.
-        session.frames_tracked_per_obj[obj_idx].pop(done, None)
+    release_outputs(
+        session.output_dict_per_obj,
+        session.frames_tracked_per_obj,
+        done,
+        seed,
+        config.num_maskmem,
+        config.max_object_pointers_in_encoder,
+    )
+
+
+def release_outputs(
+    outputs_per_obj: dict[int, dict[str, dict[int, dict]]],
+    tracked_per_obj: dict[int, dict[int, Any]],
+    done: int,
+    seed: int,
+    memories: int,
+    pointers: int,
+) -> None:
+    """Drop the per-frame outputs SAM2 will not read again after frame `done` (positions; SAM2's memory path, the
+    same in transformers' session and Meta's inference state: per object, conditioning and tracked frames' outputs
+    by frame, and the frames tracked so far).
+
+    Frame t reads memories of frames t -/+ 1..memories-1 and object pointers of frames t -/+ 1..pointers-1 (the
+    sign follows the direction), plus every conditioning (seed) output; the backward pass starts next to the seed,
+    so frames near the seed stay too.
+    """
+    for obj_idx, outputs in outputs_per_obj.items():
+        # Only consulted for prompts added to an already-tracked frame, which propagation never does.
+        tracked_per_obj[obj_idx].pop(done, None)
         for entry in outputs["cond_frame_outputs"].values():
             _drop(entry, _SPENT_KEYS)
         tracked = outputs["non_cond_frame_outputs"]
@@ -362,16 +387,23 @@ def _drop(entry: dict, keys: Sequence[str]) -> None:
 
 def session_bytes(session: Sam2VideoInferenceSession) -> int:
     """Bytes of the distinct tensor storages an inference session references (frames, cache, inputs, outputs)."""
+    return tensor_bytes(
+        [
+            session.processed_frames,
+            session.cache._vision_features,
+            session.point_inputs_per_obj,
+            session.mask_inputs_per_obj,
+            session.output_dict_per_obj,
+        ]
+    )
+
+
+def tensor_bytes(value: Any) -> int:
+    """Bytes of the distinct tensor storages reachable from `value` through dicts, lists and tuples."""
     storages: dict[int, int] = {}
     # An explicit stack, not a recursive closure: a closure naming itself is a reference cycle that would keep
     # this walk's objects alive until the next full garbage collection.
-    stack: list[Any] = [
-        session.processed_frames,
-        session.cache._vision_features,
-        session.point_inputs_per_obj,
-        session.mask_inputs_per_obj,
-        session.output_dict_per_obj,
-    ]
+    stack: list[Any] = [value]
     while stack:
         value = stack.pop()
         if isinstance(value, torch.Tensor):
