@@ -38,7 +38,7 @@ from tools.frames import FrameRef, load_frame
 from tools.models.base import ModelSpec
 from tools.models.precision import scoped_autocast
 from tools.models.registry import load_pretrained, torch_dtype
-from tools.models.sam2_video import PropagationStats, check_prompts, release_outputs, tensor_bytes
+from tools.models.sam2_video import BoxTracker, PropagationStats, release_outputs, tensor_bytes
 
 IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)
@@ -95,7 +95,7 @@ def _build_sam():
     return build_sam
 
 
-def checkpoint_configs() -> dict[str, str]:
+def _checkpoint_configs() -> dict[str, str]:
     """Meta's checkpoint file name -> its Hydra config (sam2.1_hiera_small.pt -> configs/sam2.1/sam2.1_hiera_s.yaml)."""
     return {checkpoint: config for config, checkpoint in _build_sam().HF_MODEL_ID_TO_FILENAMES.values()}
 
@@ -116,7 +116,7 @@ def _config_and_checkpoint(spec: ModelSpec) -> tuple[str, str | None]:
 
         return config, load_pretrained(download, spec)
     path = Path(spec.model_id).expanduser()
-    configs = checkpoint_configs()
+    configs = _checkpoint_configs()
     if path.suffix != ".pt":
         raise InputError(
             f"--propagator sam2_meta:{spec.model_id}: expected a hub id Meta's sam2 knows ({', '.join(known)}) "
@@ -218,8 +218,9 @@ def stream_state(predictor: Any, feed: FrameFeed, height: int, width: int) -> di
     }
 
 
-class MetaSam2VideoPropagator:
-    """A Propagator (tools/propagation.py) running Meta's SAM2VideoPredictor over streamed frames.
+class MetaSam2VideoPropagator(BoxTracker):
+    """A Propagator (tools/propagation.py) running Meta's SAM2VideoPredictor over streamed frames; propagate() as
+    sam2_video.Sam2VideoPropagator's (BoxTracker).
 
     stats and prune mean what they mean on sam2_video.StreamingVideoAdapter: peak_session_bytes counts the tensors
     of the inference state, peak_session_frames the frames whose pixels it holds.
@@ -233,27 +234,9 @@ class MetaSam2VideoPropagator:
         self.prune = True
         """False keeps every frame's outputs, as Meta's predictor does: for checking that pruning is exact."""
 
-    def propagate(
-        self,
-        frames: Sequence[FrameRef],
-        seed_frame: int,
-        boxes: np.ndarray,
-        obj_ids: Sequence[int],
-        max_side: int | None = None,
-    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """As sam2_video.Sam2VideoPropagator.propagate: (frame index, bool masks (N, H, W) at the frame's original
-        size, float32 object-presence scores (N,) = sigmoid of SAM 2's object score logit) once per frame, seed
-        first, then forward, then backward; N = 0 yields empty arrays without running the model."""
-        refs = list(frames)
-        return self._track(refs, *check_prompts(refs, seed_frame, boxes, obj_ids), max_side)
-
     def _track(
         self, refs: list[FrameRef], seed_pos: int, boxes: np.ndarray, ids: list[int], max_side: int | None
     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        if not ids:
-            for ref in refs:
-                yield ref.index, np.zeros((0, ref.height, ref.width), bool), np.zeros((0,), np.float32)
-            return
         seed = refs[seed_pos]
         predictor = self.predictor
         # Boxes are in the seed frame's ORIGINAL pixels and the state's video size is the original size: Meta

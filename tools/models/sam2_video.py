@@ -206,7 +206,48 @@ class StreamingVideoAdapter:
         self.stats.peak_session_frames = max(self.stats.peak_session_frames, len(session.processed_frames))
 
 
-class Sam2VideoPropagator(StreamingVideoAdapter):
+class BoxTracker:
+    """What every box-seeded tracker shares (the Propagator contract of tools/propagation.py): prompts checked at the
+    call, and no objects answered without the model. Subclasses track N >= 1 objects in `_track`."""
+
+    def propagate(
+        self,
+        frames: Sequence[FrameRef],
+        seed_frame: int,
+        boxes: np.ndarray,
+        obj_ids: Sequence[int],
+        max_side: int | None = None,
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Track N objects through `frames` (FrameRef.index strictly increasing; loaded lazily, one at a time).
+
+        seed_frame: the FrameRef.index whose frame carries the prompts; boxes: (N, 4) xyxy px of that frame at its
+        original size; obj_ids: N distinct ints naming the objects; max_side: decode frames with the longer side
+        at most this (px; the model resizes to S x S anyway, so this only bounds decoding cost).
+        Yields (frame index, bool masks (N, H, W) at that frame's original size, float32 object-presence scores (N,)
+        = sigmoid of SAM2's object score logit) for every frame exactly once: the seed frame, the later frames in
+        order, then the earlier frames from the seed backwards. Masks and scores are in obj_ids order. N = 0 yields
+        empty arrays for every frame without running the model.
+        """
+        refs = list(frames)
+        # Checked here, run below: bad prompts fail at the call, not at the first next().
+        seed_pos, boxes, ids = _check_prompts(refs, seed_frame, boxes, obj_ids)
+        if not ids:
+            return _no_objects(refs)
+        return self._track(refs, seed_pos, boxes, ids, max_side)
+
+    def _track(
+        self, refs: list[FrameRef], seed_pos: int, boxes: np.ndarray, ids: list[int], max_side: int | None
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """propagate()'s answers for N >= 1 checked prompts; seed_pos: the seed frame's position in refs."""
+        raise NotImplementedError
+
+
+def _no_objects(refs: Sequence[FrameRef]) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    for ref in refs:
+        yield ref.index, np.zeros((0, ref.height, ref.width), bool), np.zeros((0,), np.float32)
+
+
+class Sam2VideoPropagator(StreamingVideoAdapter, BoxTracker):
     """Seeds objects with boxes on one frame and tracks them forward to the last frame, then backward to the first.
 
     What stays in memory during propagate(), whatever the video's length (M = num_maskmem = 7 and
@@ -233,35 +274,9 @@ class Sam2VideoPropagator(StreamingVideoAdapter):
         """False tracks objects one at a time (transformers' forward) on every frame: for checks and benchmarks of
         video_batching.track_frame, which runs a tracked frame's objects as one batch."""
 
-    def propagate(
-        self,
-        frames: Sequence[FrameRef],
-        seed_frame: int,
-        boxes: np.ndarray,
-        obj_ids: Sequence[int],
-        max_side: int | None = None,
-    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """Track N objects through `frames` (FrameRef.index strictly increasing; loaded lazily, one at a time).
-
-        seed_frame: the FrameRef.index whose frame carries the prompts; boxes: (N, 4) xyxy px of that frame at its
-        original size; obj_ids: N distinct ints naming the objects; max_side: decode frames with the longer side
-        at most this (px; the model resizes to S x S anyway, so this only bounds decoding cost).
-        Yields (frame index, bool masks (N, H, W) at that frame's original size, float32 object-presence scores (N,)
-        = sigmoid of SAM2's object score logit) for every frame exactly once: the seed frame, the later frames in
-        order, then the earlier frames from the seed backwards. Masks and scores are in obj_ids order. N = 0 yields
-        empty arrays for every frame without running the model.
-        """
-        refs = list(frames)
-        # Checked here, run below: bad prompts fail at the call, not at the first next().
-        return self._track(refs, *check_prompts(refs, seed_frame, boxes, obj_ids), max_side)
-
     def _track(
         self, refs: list[FrameRef], seed_pos: int, boxes: np.ndarray, ids: list[int], max_side: int | None
     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        if not ids:
-            for ref in refs:
-                yield ref.index, np.zeros((0, ref.height, ref.width), bool), np.zeros((0,), np.float32)
-            return
         seed = refs[seed_pos]
         session = self.session_class(len(refs), inference_device=self.device, dtype=self.dtype)
         # Boxes are normalised by the seed frame's ORIGINAL size; the decoded (maybe downscaled) frame keeps its
@@ -309,7 +324,7 @@ class Sam2VideoPropagator(StreamingVideoAdapter):
         return masks.astype(bool, copy=False), scores
 
 
-def check_prompts(
+def _check_prompts(
     refs: Sequence[FrameRef], seed_frame: int, boxes: np.ndarray, obj_ids: Sequence[int]
 ) -> tuple[int, np.ndarray, list[int]]:
     """A propagator's prompts checked: (the seed frame's position in `refs`, boxes as float32 (N, 4), the N ids as
