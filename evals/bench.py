@@ -83,7 +83,7 @@ def _config(args: argparse.Namespace) -> BenchConfig:
     )
 
 
-def _size(text: str) -> tuple[int, int]:
+def frame_size(text: str) -> tuple[int, int]:
     """'WxH' -> (W, H), both even and at least 64 px (x264 and GroundingDINO's token count need them)."""
     try:
         width, height = (int(v) for v in text.lower().split("x"))
@@ -178,7 +178,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="small inputs: finishes in < 10 min on 2 CPU cores")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best available)")
     parser.add_argument("--frames", type=int, help="sampled frames of the short clip (= its seconds; default 10)")
-    parser.add_argument("--clip-size", type=_size, help="WxH of both clips (default 640x360 quick, 1280x720 full)")
+    parser.add_argument("--clip-size", type=frame_size, help="WxH of both clips (default 640x360 quick, 1280x720 full)")
     parser.add_argument("--long-seconds", type=float, help="length of the long clip (default 60 quick, 120 full)")
     parser.add_argument("--rounds", type=int, help="ground -> segment rounds on the short clip, the first included "
                         "(default 3: the first and two refine rounds, the agent's default budget)")  # fmt: skip

@@ -23,48 +23,42 @@ import numpy as np
 import torch
 from PIL import Image
 
+from evals.bench import frame_size
 from tools.frames import FrameRef, frame_refs_from_files
 from tools.models.base import Face, ModelSpec
 from tools.models.registry import ModelRegistry, pick_device
+from tools.synthclip import synthetic_frame
 
 FAMILIES = ("sam2_video", "sam2_meta")
 BOXES = np.array([[0.10, 0.20, 0.45, 0.70], [0.50, 0.30, 0.90, 0.85]], np.float32)
-"""The two tracked objects as fractions of the frame (x0, y0, x1, y1)."""
+"""The two seed boxes as fractions of the frame (x0, y0, x1, y1)."""
 
 
 def write_frames(folder: Path, count: int, size: tuple[int, int]) -> list[FrameRef]:
-    """`count` PNG frames of `size` (w, h) px: noise with two bright rectangles drifting right, 1 frame per second."""
-    width, height = size
-    rng = np.random.default_rng(0)
-    paths = []
-    for k in range(count):
-        pixels = rng.integers(0, 110, (height, width, 3), dtype=np.uint8)
-        for x0, y0, x1, y1 in (BOXES * [width, height, width, height]).astype(int):
-            shift = k * width // 100
-            pixels[y0:y1, x0 + shift : x1 + shift] = (230, 200, 40)
-        paths.append(folder / f"{k:05d}.png")
-        Image.fromarray(pixels).save(paths[-1])
+    """`count` PNG frames of `size` (w, h) px from tools.synthclip (a disc and a square moving), 1 frame per second."""
+    paths = [folder / f"{k:05d}.png" for k in range(count)]
+    for k, path in enumerate(paths):
+        Image.fromarray(synthetic_frame(k, *size)).save(path)
     return frame_refs_from_files(paths, [float(k) for k in range(count)])
 
 
-def time_tracker(tracker: Any, frames: list[FrameRef]) -> tuple[float, float]:
-    """(seconds for one full propagation of the two boxes from the middle frame, peak session MB)."""
+def time_tracker(tracker: Any, frames: list[FrameRef]) -> tuple[float, float, int]:
+    """(seconds for one full propagation of the two boxes from the middle frame, peak session MB, frames yielded)."""
     ref = frames[len(frames) // 2]
     boxes = BOXES * [ref.width, ref.height, ref.width, ref.height]
     tracker.stats.peak_session_bytes = 0
     start = time.perf_counter()
-    for _ in tracker.propagate(frames, ref.index, boxes, [1, 2]):
-        pass
+    tracked = sum(1 for _ in tracker.propagate(frames, ref.index, boxes, [1, 2]))
     if tracker.device.startswith("cuda"):
         torch.cuda.synchronize()
-    return time.perf_counter() - start, tracker.stats.peak_session_bytes / 1e6
+    return time.perf_counter() - start, tracker.stats.peak_session_bytes / 1e6, tracked
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m evals.bench_trackers", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="facebook/sam2.1-hiera-tiny", help="the sam2.1 architecture to build")
     parser.add_argument("--frames", type=int, default=8, help="frames of the clip (default 8)")
-    parser.add_argument("--size", default="640x360", help="WxH of the clip's frames (default 640x360)")
+    parser.add_argument("--size", default=(640, 360), type=frame_size, help="WxH of the frames (default 640x360)")
     parser.add_argument("--repeats", type=int, default=2, help="timed propagations per tracker (fastest kept)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best available)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
@@ -77,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # random weights: nothing is ever downloaded
     if args.threads:
         torch.set_num_threads(args.threads)
-    width, height = (int(v) for v in args.size.lower().split("x"))
+    width, height = args.size
     registry = ModelRegistry(pick_device(args.device))
     trackers, build_s = {}, {}
     for family in FAMILIES:
@@ -86,15 +80,14 @@ def main(argv: list[str] | None = None) -> int:
             ModelSpec(role="propagator", family=family, model_id=args.model, face=args.face)
         )
         build_s[family] = round(time.perf_counter() - start, 2)
-    best = {family: (float("inf"), 0.0) for family in FAMILIES}
+    best = {family: (float("inf"), 0.0, 0) for family in FAMILIES}
     with tempfile.TemporaryDirectory(prefix="openavs-trackers-") as tmp:
         frames = write_frames(Path(tmp), args.frames, (width, height))
         for tracker in trackers.values():
             time_tracker(tracker, frames[:3])  # warm-up: lazy initialisation, kernel choices
         for _ in range(args.repeats):
             for family, tracker in trackers.items():
-                seconds, peak_mb = time_tracker(tracker, frames)
-                best[family] = min(best[family], (seconds, peak_mb))
+                best[family] = min(best[family], time_tracker(tracker, frames))
     per_frame = {family: best[family][0] / args.frames for family in FAMILIES}
     for family in FAMILIES:
         print(f"{family:<11} {per_frame[family]:.3f} s/frame, peak session {best[family][1]:.1f} MB")
@@ -108,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         **{f"{family}_s_per_frame": round(per_frame[family], 4) for family in FAMILIES},
         "meta_over_transformers": round(per_frame["sam2_meta"] / per_frame["sam2_video"], 3),
         **{f"{family}_peak_session_mb": round(best[family][1], 2) for family in FAMILIES},
+        **{f"{family}_tracked_frames": best[family][2] for family in FAMILIES},
         "build_s": build_s,
     }
     print(json.dumps(summary))

@@ -207,6 +207,7 @@ def test_tracker_bench_times_both_trackers_on_the_same_frames(capsys: pytest.Cap
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["frames"] == 4 and summary["size"] == [96, 64]
     for family in bench_trackers.FAMILIES:
+        assert summary[f"{family}_tracked_frames"] == 4  # every frame, from each tracker
         assert summary[f"{family}_s_per_frame"] > 0 and summary[f"{family}_peak_session_mb"] > 0
     assert summary["meta_over_transformers"] == pytest.approx(
         summary["sam2_meta_s_per_frame"] / summary["sam2_video_s_per_frame"], rel=0.01

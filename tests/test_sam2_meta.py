@@ -29,6 +29,7 @@ from tools.models import sam2_meta
 from tools.models.base import ModelSpec
 from tools.models.registry import ModelRegistry
 from tools.runfiles import read_json, read_mask_png
+from tools.tracing import read_trace
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +165,8 @@ def test_solve_propagates_with_metas_predictor(tmp_path: Path, capsys: pytest.Ca
     result = read_json(run / "result.json")
     trackers = [m for m in result["models"] if m["role"] == "propagator"]
     assert [(m["family"], m["face"]) for m in trackers] == [("sam2_meta", "tiny")]
+    tracked = [r for r in read_trace(run / "trace.jsonl") if r["kind"] == "model_call" and r["name"] == "propagator"]
+    assert sum(r["frames"] for r in tracked) == 3  # Meta's tracker ran over every frame
     masks = sorted((run / "masks").iterdir())
     assert [p.name for p in masks] == [f"clip_{k}.png" for k in range(1, 4)]
     assert all(read_mask_png(p).shape == (48, 64) for p in masks)
