@@ -11,8 +11,8 @@ timed runs therefore pass the captioner's output through unchanged but translate
 The captioner and tagger still run in full. Remote LLM latency is excluded: translation uses no LLM.
 `--compile` decodes the captioner with a static KV cache that transformers compiles on a GPU (ModelSpec.compile):
 the warm-up run pays the compilation and is reported as first_run_s.
-The LAST stdout line is a JSON object: stages_s, model_calls_s (captioner, tagger), total_s, first_run_s,
-model_build_s, device, profile.
+The LAST stdout line is a JSON object: stages_s, model_calls_s (captioner, tagger), total_s (the fastest timed run),
+median_total_s and run_totals_s (every timed run), first_run_s, model_build_s, device, profile.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -100,10 +101,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[e2e] run {attempt}: {sum(state['timings_s'].values()):.3f} s {state['timings_s']}",
                   file=sys.stderr, flush=True)  # fmt: skip
     best, calls = min(runs, key=lambda run: sum(run[0].values()))
+    totals = [round(sum(stages.values()), 4) for stages, _ in runs]
     summary: dict[str, Any] = {
         "stages_s": {k: round(v, 4) for k, v in best.items()},
         "model_calls_s": {k: round(v, 4) for k, v in calls.items()},
         "total_s": round(sum(best.values()), 4),
+        "median_total_s": statistics.median(totals),
+        "run_totals_s": totals,
         "first_run_s": round(first_run_s, 2),
         "compile": args.compile,
         "model_build_s": round(build_s, 1),

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evals import bench_trackers
+from evals import bench_e2e, bench_trackers
 from evals.bench import QUICK, _config, _parser
 from evals.bench_core import BenchConfig, bench_long, bench_short, summarize
 from evals.bench_standins import MeteredGrounder
+from tests.clipfactory import write_test_clip
 from tests.fakes import BoxGrounder, BoxSegmenter
 from tools.datamodel import Detections
 from tools.embedding_cache import CachingSegmenter, LRUCache, with_detection_cache, with_embedding_cache
@@ -69,6 +70,33 @@ def test_cached_segmenter_gives_identical_masks_and_embeds_each_frame_once(tmp_p
                 assert a.mask_score == b.mask_score
     # Boxes of round 2 differ, so its masks must too: the cache keeps embeddings, not answers.
     assert any(not np.array_equal(a.mask, b.mask) for a, b in zip(got[0][0].objects, got[1][0].objects, strict=True))
+
+
+def test_batched_encoder_passes_give_the_same_masks(tmp_path: Path) -> None:
+    frames = _frames(tmp_path, n=7)
+    dets = _detections(frames, 0.0)
+    dets[1] = Detections.empty(1)  # a frame with nothing to segment is neither loaded nor encoded
+    expected = _run(with_embedding_cache(load_sam2(SAM2_TINY, "cpu")), frames, [dets])
+
+    inner = load_sam2(SAM2_TINY, "cpu")
+    inner.embed_batch_size = 3  # as on a GPU (ACCELERATOR_EMBED_BATCH), small enough to need several chunks
+    passes: list[int] = []
+    embed_batch = inner.embed_batch
+    inner.embed_batch = lambda images: passes.append(len(images)) or embed_batch(images)  # type: ignore[method-assign]
+    cached = with_embedding_cache(inner, capacity=8)
+    got = _run(cached, frames, [dets])
+
+    assert passes == [2, 3, 1]  # chunks of 3 frames minus the empty one; the last chunk's single frame
+    assert inner.stats.embed_calls == 6
+    for want, have in zip(expected[0], got[0], strict=True):
+        assert (want.frame_index, len(want.objects)) == (have.frame_index, len(have.objects))
+        for a, b in zip(want.objects, have.objects, strict=True):
+            np.testing.assert_array_equal(a.mask, b.mask)
+            assert a.mask_score == pytest.approx(b.mask_score, abs=1e-5)
+    # Each embedding owns its tensors: a cached frame does not keep its whole batch alive.
+    embeddings = inner.embed_batch([Image.open(f.path).convert("RGB") for f in frames[:2]])
+    for level in embeddings[0].features:
+        assert level.untyped_storage().nbytes() == level.numel() * level.element_size()
 
 
 def test_cache_keys_follow_the_file_and_the_pixels(tmp_path: Path) -> None:
@@ -212,3 +240,20 @@ def test_tracker_bench_times_both_trackers_on_the_same_frames(capsys: pytest.Cap
     assert summary["meta_over_transformers"] == pytest.approx(
         summary["sam2_meta_s_per_frame"] / summary["sam2_video_s_per_frame"], rel=0.01
     )
+
+
+def test_e2e_bench_reports_the_fastest_and_every_timed_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """evals.bench_e2e with tiny faces: one warm-up, then `--repeats` timed runs through the pipeline graph; the
+    summary's stages are the fastest run's, and every run's total is reported beside the median."""
+    clip = write_test_clip(tmp_path / "clip.mp4", seconds=3.0, size=(64, 48))
+    assert bench_e2e.main([str(clip), "--profile", "tiny", "--repeats", "3", "--device", "cpu", "--top-k", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    totals = summary["run_totals_s"]
+    assert len(totals) == 3 and summary["total_s"] == min(totals)
+    assert summary["median_total_s"] == sorted(totals)[1]
+    assert sum(summary["stages_s"].values()) == pytest.approx(summary["total_s"], abs=1e-3)
+    assert set(summary["model_calls_s"]) == {"captioner", "tagger"}
+    assert summary["frames"] == 3 and summary["boxes"] == 3 * 2  # --top-k boxes on every frame
+
+    assert bench_e2e.main([str(tmp_path / "missing.mp4"), "--profile", "tiny"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: ")

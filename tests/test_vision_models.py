@@ -125,6 +125,27 @@ def test_batching_and_caption_overflow(grounder: gd.GroundingDinoGrounder) -> No
         grounder.batch_size, grounder.max_text_len = saved
 
 
+@pytest.mark.parametrize(("box_threshold", "text_threshold"), [(0.0, 0.25), (0.25, 0.5), (0.3, 0.0), (1.0, 0.25)])
+def test_post_processing_equals_the_processors(
+    grounder: gd.GroundingDinoGrounder, box_threshold: float, text_threshold: float
+) -> None:
+    items = grounder._plan(0, ["dog", "acoustic guitar", "cat"])
+    output = grounder._forward([_image(61, 47, 9)], items)[0]
+    size = (47, 61)
+    boxes, scores, labels = grounder._post_process(output, size, box_threshold, text_threshold)
+    # The processor's own path: logits padded back to the full text width with -inf, one batch row.
+    padded = torch.full((1, output.logits.shape[0], output.width), float("-inf"))
+    padded[0, :, : output.logits.shape[1]] = output.logits
+    raw = type("Raw", (), {"logits": padded, "pred_boxes": output.boxes[None]})
+    want = grounder.processor.post_process_grounded_object_detection(
+        raw, output.input_ids[None], threshold=box_threshold, text_threshold=text_threshold, target_sizes=[size]
+    )[0]
+    assert torch.equal(boxes, want["boxes"]) and torch.equal(scores, want["scores"])
+    assert labels == want["text_labels"]
+    if box_threshold < 1.0:
+        assert len(set(labels)) < len(labels)  # many boxes share a few token selections
+
+
 def test_detect_is_deterministic_across_builds(grounder: gd.GroundingDinoGrounder) -> None:
     other = gd.load_grounding_dino(GD_TINY, "cpu")
     args = ([_image(75, 53, 5)], [["dog", "cat"]], [0], 0.25, 0.25)

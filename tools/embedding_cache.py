@@ -21,7 +21,7 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -171,6 +171,22 @@ class CachingSegmenter:
             embedding = self.inner.embed(image)
             self.cache.put(key, embedding)
         return embedding
+
+    def embed_frames(self, refs: Sequence[FrameRef], images: Sequence[Image.Image]) -> None:
+        """Cache the embeddings of frames `refs` (given as loaded `images`, possibly downscaled) not cached yet, in
+        encoder passes of up to `embed_batch_size` images. A no-op for inner segmenters that cannot batch
+        (`embed_batch`): they encode each frame when it is segmented, as they would anyway."""
+        batched = getattr(self.inner, "embed_batch", None)
+        if batched is None:
+            return
+        keys = [self._key(("file", *file_identity(ref.path)), image) for ref, image in zip(refs, images, strict=True)]
+        todo = [(key, image) for key, image in zip(keys, images, strict=True) if self.cache.get(key) is None]
+        todo = todo[: self.cache.capacity]  # more would evict the first before they are used
+        size = max(1, getattr(self.inner, "embed_batch_size", 1))
+        for lo in range(0, len(todo), size):
+            chunk = todo[lo : lo + size]
+            for (key, _), embedding in zip(chunk, batched([image for _, image in chunk]), strict=True):
+                self.cache.put(key, embedding)
 
     def _segment(self, source: tuple, image: Image.Image, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         arr = np.asarray(boxes, dtype=np.float32)
