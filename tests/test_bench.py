@@ -88,6 +88,9 @@ def test_batched_encoder_passes_give_the_same_masks(tmp_path: Path) -> None:
 
     assert passes == [2, 3, 1]  # chunks of 3 frames minus the empty one; the last chunk's single frame
     assert inner.stats.embed_calls == 6
+    assert (cached.cache_stats.misses, cached.cache_stats.hits) == (6, 0)  # one lookup per segmented frame
+    _run(cached, frames, [dets])  # a refine round: every frame cached, no encoder pass
+    assert passes == [2, 3, 1] and (cached.cache_stats.misses, cached.cache_stats.hits) == (6, 6)
     for want, have in zip(expected[0], got[0], strict=True):
         assert (want.frame_index, len(want.objects)) == (have.frame_index, len(have.objects))
         for a, b in zip(want.objects, have.objects, strict=True):
@@ -110,15 +113,15 @@ def test_cache_keys_follow_the_file_and_the_pixels(tmp_path: Path) -> None:
     cached.segment(image.copy(), boxes)  # same pixels, another object: a hit
     assert inner.stats.embed_calls == 1
 
-    cached.segment_frame(frames[0], image, boxes)
-    cached.segment_frame(frames[0], image, boxes)
+    cached.segment_frames([frames[0]], [image], [boxes])
+    cached.segment_frames([frames[0]], [image], [boxes])
     assert inner.stats.embed_calls == 2  # file keys and pixel keys are separate entries
 
     # A frame file rewritten in place (sample_frames re-decodes work/frames) must not reuse the old embedding.
     Image.fromarray(synthetic_frame(99, 96, 64)).save(frames[0].path)
     stat = os.stat(frames[0].path)
     os.utime(frames[0].path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
-    cached.segment_frame(frames[0], Image.open(frames[0].path).convert("RGB"), boxes)
+    cached.segment_frames([frames[0]], [Image.open(frames[0].path).convert("RGB")], [boxes])
     assert inner.stats.embed_calls == 3
 
     masks, scores = cached.segment(image, np.zeros((0, 4), np.float32))

@@ -143,7 +143,7 @@ class CachingSegmenter:
     """Segmenter that runs `inner.embed` once per frame (while cached) and `inner.segment_with_embedding` per
     box set. Satisfies the Segmenter protocol; other attributes (model, processor, stats) read through to `inner`.
 
-    `segment_frame(ref, image, boxes)` keys by the frame file (tools.segmentation uses it when present);
+    `segment_frames(refs, images, boxes)` keys by the frame files (tools.segmentation uses it when present);
     `segment(image, boxes)` keys by a pixel digest.
     """
 
@@ -165,43 +165,46 @@ class CachingSegmenter:
     def _key(self, source: tuple, image: Image.Image) -> tuple:
         return (id(self.inner), self.spec.model_id, *source, image.size, model_input_size(self.inner))
 
-    def _embedding(self, key: tuple, image: Image.Image) -> Any:
-        embedding = self.cache.get(key)
-        if embedding is None:
-            embedding = self.inner.embed(image)
-            self.cache.put(key, embedding)
-        return embedding
-
-    def embed_frames(self, refs: Sequence[FrameRef], images: Sequence[Image.Image]) -> None:
-        """Cache the embeddings of frames `refs` (given as loaded `images`, possibly downscaled) not cached yet, in
-        encoder passes of up to `embed_batch_size` images. A no-op for inner segmenters that cannot batch
-        (`embed_batch`): they encode each frame when it is segmented, as they would anyway."""
+    def _embeddings(self, keys: Sequence[tuple], images: Sequence[Image.Image]) -> list[Any]:
+        """One embedding per key: from the cache (one lookup each) or, where missing, from encoder passes of up to
+        `embed_batch_size` images when the inner segmenter batches (`embed_batch`), else one image at a time."""
+        found = [self.cache.get(key) for key in keys]
+        missing = [k for k, embedding in enumerate(found) if embedding is None]
         batched = getattr(self.inner, "embed_batch", None)
-        if batched is None:
-            return
-        keys = [self._key(("file", *file_identity(ref.path)), image) for ref, image in zip(refs, images, strict=True)]
-        todo = [(key, image) for key, image in zip(keys, images, strict=True) if self.cache.get(key) is None]
-        todo = todo[: self.cache.capacity]  # more would evict the first before they are used
-        size = max(1, getattr(self.inner, "embed_batch_size", 1))
-        for lo in range(0, len(todo), size):
-            chunk = todo[lo : lo + size]
-            for (key, _), embedding in zip(chunk, batched([image for _, image in chunk]), strict=True):
-                self.cache.put(key, embedding)
+        size = max(1, getattr(self.inner, "embed_batch_size", 1)) if batched else 1
+        for lo in range(0, len(missing), size):
+            chunk = missing[lo : lo + size]
+            fresh = batched([images[k] for k in chunk]) if batched else [self.inner.embed(images[chunk[0]])]
+            for k, embedding in zip(chunk, fresh, strict=True):
+                found[k] = embedding
+                self.cache.put(keys[k], embedding)
+        return found
 
-    def _segment(self, source: tuple, image: Image.Image, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        arr = np.asarray(boxes, dtype=np.float32)
-        if arr.size == 0:
-            # Same answer as the inner segmenter's, without running (or caching) the encoder.
-            return self.inner.segment(image, arr.reshape(0, 4))
-        return self.inner.segment_with_embedding(self._embedding(self._key(source, image), image), arr)
+    def _segment(
+        self, sources: Sequence[tuple], images: Sequence[Image.Image], boxes: Sequence[np.ndarray]
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        arrays = [np.asarray(b, dtype=np.float32) for b in boxes]
+        prompted = [k for k, arr in enumerate(arrays) if arr.size]
+        keys = [self._key(sources[k], images[k]) for k in prompted]
+        embeddings = dict(zip(prompted, self._embeddings(keys, [images[k] for k in prompted]), strict=True))
+        # No boxes: the inner segmenter's own empty answer, without running (or caching) the encoder.
+        return [
+            self.inner.segment_with_embedding(embeddings[k], arr)
+            if k in embeddings
+            else self.inner.segment(images[k], arr.reshape(0, 4))
+            for k, arr in enumerate(arrays)
+        ]
 
     def segment(self, image: Image.Image, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """boxes: float32 (N, 4) xyxy px of `image`; returns bool masks (N, H, W) and float32 scores (N,)."""
-        return self._segment(("pixels", image_digest(image)), image, boxes)
+        return self._segment([("pixels", image_digest(image))], [image], [boxes])[0]
 
-    def segment_frame(self, ref: FrameRef, image: Image.Image, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """As `segment`, for `image` loaded from `ref.path` (possibly downscaled): keyed by the file, no hashing."""
-        return self._segment(("file", *file_identity(ref.path)), image, boxes)
+    def segment_frames(
+        self, refs: Sequence[FrameRef], images: Sequence[Image.Image], boxes: Sequence[np.ndarray]
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`segment` for each of `images`, loaded from `refs[k].path` (possibly downscaled): keyed by the file, no
+        hashing. Frames not cached are encoded `embed_batch_size` at a time."""
+        return self._segment([("file", *file_identity(ref.path)) for ref in refs], images, boxes)
 
 
 def with_embedding_cache(segmenter: Segmenter, capacity: int = DEFAULT_CAPACITY) -> Segmenter:

@@ -25,36 +25,35 @@ def segment_frames(
 ) -> Iterator[FrameMasks]:
     """Yield one FrameMasks per frame (objects in detection order).
 
-    Frames are loaded `embed_batch_size` at a time (the segmenter's, 1 when it has none) and a caching segmenter
-    encodes that many in one pass (`embed_frames`), so at most that many frames are in memory at a time."""
-    batch = max(1, getattr(segmenter, "embed_batch_size", 1))
+    A caching segmenter (tools/embedding_cache.py `segment_frames`) takes frames `embed_batch_size` at a time and
+    encodes those it has not cached in one pass; others take one frame at a time. Either way at most that many
+    frames are in memory, and frames without detections are neither loaded nor encoded."""
+    batched = getattr(segmenter, "segment_frames", None)
+    size = max(1, getattr(segmenter, "embed_batch_size", 1)) if batched else 1
     pairs = list(zip(frames, detections, strict=True))
-    for lo in range(0, len(pairs), batch):
-        chunk = pairs[lo : lo + batch]
-        loaded = {k: load_frame(frame, max_side) for k, (frame, dets) in enumerate(chunk) if len(dets)}
-        embed_frames = getattr(segmenter, "embed_frames", None)
-        if embed_frames is not None and len(loaded) > 1:
-            embed_frames([chunk[k][0] for k in loaded], [image for image, _ in loaded.values()])
+    for lo in range(0, len(pairs), size):
+        chunk = pairs[lo : lo + size]
+        prompted = [k for k, (_, dets) in enumerate(chunk) if len(dets)]
+        loaded = [load_frame(chunk[k][0], max_side) for k in prompted]
+        images = [image for image, _ in loaded]
+        boxes = [chunk[k][1].boxes * scale for k, (_, scale) in zip(prompted, loaded, strict=True)]
+        if batched:
+            answers = batched([chunk[k][0] for k in prompted], images, boxes)
+        else:
+            answers = [segmenter.segment(image, b) for image, b in zip(images, boxes, strict=True)]
+        by_position = dict(zip(prompted, answers, strict=True))
         for k, (frame, dets) in enumerate(chunk):
-            if k not in loaded:
+            if k in by_position:
+                yield _frame_masks(frame, dets, *by_position[k])
+            else:
                 yield FrameMasks(frame.index, frame.height, frame.width)
-                continue
-            image, scale = loaded.pop(k)
-            yield _segment_frame(segmenter, frame, image, scale, dets)
 
 
-def _segment_frame(
-    segmenter: Segmenter, frame: FrameRef, image: Image.Image, scale: float, dets: Detections
-) -> FrameMasks:
-    """The frame's masks at its original size; `image` is the frame as the model sees it, `scale` model px per
-    original px."""
-    # Segmenters that cache image embeddings (tools/embedding_cache.py) key them by the frame file.
-    keyed = getattr(segmenter, "segment_frame", None)
-    boxes = dets.boxes * scale
-    masks, mask_scores = keyed(frame, image, boxes) if keyed else segmenter.segment(image, boxes)
+def _frame_masks(frame: FrameRef, dets: Detections, masks: np.ndarray, mask_scores: np.ndarray) -> FrameMasks:
+    """The frame's objects, in detection order: masks (N, h, w) bool at the model's size, resized to the frame's."""
     objects = tuple(
-        ObjectMask(resize_mask(mask, frame.height, frame.width), phrase, tuple(box), float(box_score), float(ms))
-        for mask, phrase, box, box_score, ms in zip(
+        ObjectMask(resize_mask(mask, frame.height, frame.width), phrase, tuple(box), float(box_score), float(score))
+        for mask, phrase, box, box_score, score in zip(
             masks, dets.phrases, dets.boxes.tolist(), dets.scores, mask_scores, strict=True
         )
     )
