@@ -89,7 +89,7 @@ class ChatSession:
         self._translator = translator or (
             build_translator(self.settings) if self.settings.oracle_phrases is None else None
         )
-        self._planner = _chat_planner(planner, self.settings, self._registry)
+        self._planner = chat_planner(planner, self.settings, self._registry)
         if isinstance(self._planner, ChatPlanner):
             self._planner.on_token = self._token
         self._critic = critic or build_critic(self.settings, self._registry)
@@ -301,7 +301,7 @@ def _settings(
     return AgentSettings.model_validate(settings.model_dump())
 
 
-def _chat_planner(planner: Any, settings: AgentSettings, registry: ModelRegistry) -> Any:
+def chat_planner(planner: Any, settings: AgentSettings, registry: ModelRegistry) -> Any:
     """An injected planner as is (a chat model gets wrapped), else the chat LLM the settings name, else None."""
     if isinstance(planner, BaseChatModel):
         return chat_llm_planner(planner, getattr(planner, "model_name", None) or type(planner).__name__)

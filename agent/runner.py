@@ -35,13 +35,13 @@ Progress = Callable[[str, str], None]
 
 
 def new_run_dir(out: str | Path | None, stem: str) -> Path:
-    """The run folder: `out` if given (it must not hold a run yet), else runs/<stem>-<date-time>."""
+    """The run folder for a new run: `out` if given (it must not hold a run yet), else runs/<stem>-<date-time>.
+    Not created here: run_graph creates it once the run's models are known to be available."""
     run_dir = Path("runs") / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}" if out is None else Path(out)
     if (run_dir / "run.json").exists():
         raise InputError(f"{run_dir} already holds a run: resume it with --resume {run_dir} or choose another --out")
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError(f"--out {run_dir} is a file, not a folder")
-    run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
 
@@ -123,12 +123,14 @@ def run_graph(
     """
     build, settings_class = GRAPHS[graph]
     settings = settings_class.model_validate(settings.model_dump(include=set(settings_class.model_fields)))
+    # Before anything is written: a run that cannot start leaves no run folder claiming a run to resume.
+    preflight(settings)
     if not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(
             run_dir / "run.json",
             {"graph": graph, "settings": settings.model_dump(mode="json"), "source": dict(source)},
         )
-    preflight(settings)
     tracer = TraceWriter(run_dir / "trace.jsonl")
     registry = registry or ModelRegistry(settings.device)
     context = RunContext(

@@ -197,12 +197,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
-        where = f"; resume with --resume {run_dir}" if run_dir else ""
+        where = f"; resume with --resume {run_dir}" if run_dir and (run_dir / "run.json").is_file() else ""
         print(f"interrupted{where}", file=sys.stderr)
         return 130
     except Exception as err:  # one line for the user; the trace has the record
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        trace = f" (trace: {run_dir / 'trace.jsonl'})" if run_dir else ""
+        trace = f" (trace: {run_dir / 'trace.jsonl'})" if run_dir and (run_dir / "trace.jsonl").is_file() else ""
         print(f"internal error: {type(err).__name__}: {first}{trace}", file=sys.stderr)
         return 1
     for warning in state.get("warnings", []):

@@ -384,7 +384,8 @@ def _mask_row(data: RunData, thumbs: Thumbs, frame: dict[str, Any]) -> str:
     if objects:
         detail += table(["", "phrase", "box", "box score", "mask score", "area px"], objects)
     k = frame.get("index", frame.get("frame_index"))
-    return f'<div class="frame"><h4>frame {esc(k)}</h4><div class="row">{figures}<div>{detail}</div></div></div>'
+    number = k + 1 if isinstance(k, int) and not isinstance(k, bool) else k  # counted from 1, as the mask files are
+    return f'<div class="frame"><h4>frame {esc(number)}</h4><div class="row">{figures}<div>{detail}</div></div></div>'
 
 
 def render_masks(data: RunData, thumbs: Thumbs) -> str:

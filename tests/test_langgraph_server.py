@@ -104,13 +104,13 @@ def langgraph_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         _stop(proc)
 
 
-def test_langgraph_dev_runs_the_agent_graph(langgraph_server: tuple[str, Path], tmp_path: Path) -> None:
+def test_langgraph_dev_runs_the_agent_and_chat_graphs(langgraph_server: tuple[str, Path], tmp_path: Path) -> None:
     from langgraph_sdk import get_sync_client
 
     url, runs = langgraph_server
     clip = write_test_clip(tmp_path / "clip.mp4", seconds=2.0, size=(64, 48))
     client = get_sync_client(url=url, timeout=30)
-    assert {a["graph_id"] for a in client.assistants.search()} == {"agent", "pipeline"}
+    assert {a["graph_id"] for a in client.assistants.search()} == {"agent", "pipeline", "chat"}
     thread = client.threads.create()
     run = client.runs.create(
         thread["thread_id"],
@@ -128,3 +128,13 @@ def test_langgraph_dev_runs_the_agent_graph(langgraph_server: tuple[str, Path], 
     run_dir = runs / thread["thread_id"]
     assert (run_dir / "result.json").is_file() and (run_dir / "trace.jsonl").is_file()
     assert sorted(p.name for p in (run_dir / "masks").glob("*.png")) == ["clip_1.png", "clip_2.png"]
+
+    chat = client.threads.create()
+    turn = client.runs.wait(
+        chat["thread_id"],
+        "chat",
+        input={"source": {"kind": "video", "path": str(clip)}, "messages": [{"role": "user", "content": "segment"}]},
+        context={"profile": "tiny", "device": "cpu", "max_rounds": 1},
+    )
+    assert turn["turn"] == 1 and turn["messages"][-1]["type"] == "ai" and turn["messages"][-1]["content"].strip()
+    assert (runs / chat["thread_id"] / "masks" / "clip_1.png").is_file()

@@ -27,7 +27,7 @@ from tools.errors import InputError, ModelUnavailableError
 from tools.frames import FrameRef, frame_refs_from_files
 from tools.models import sam2_meta
 from tools.models.base import ModelSpec
-from tools.models.registry import ModelRegistry
+from tools.models.registry import ModelRegistry, ensure_weights_available
 from tools.runfiles import read_json, read_mask_png
 from tools.tracing import read_trace
 
@@ -136,6 +136,32 @@ def test_metas_checkpoints_load_by_name(tmp_path: Path) -> None:
         sam2_meta.build_predictor(real.model_copy(update={"model_id": "someone/sam2-finetune"}), "cpu")
     with pytest.raises(ModelUnavailableError, match="does not exist"):
         sam2_meta.build_predictor(real.model_copy(update={"model_id": str(tmp_path / "sam2.1_hiera_large.pt")}), "cpu")
+
+
+def test_uncached_meta_checkpoint_names_the_file_to_fetch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Preflight looks for Meta's .pt in the hub cache, not the transformers config.json the same repository holds
+    (cached by the default profile's SAM2): the error names the file to download and the option that takes a copy."""
+    from huggingface_hub import constants
+
+    spec = ModelSpec(role="propagator", family="sam2_meta", model_id="facebook/sam2.1-hiera-small")
+    snapshot = tmp_path / "models--facebook--sam2.1-hiera-small" / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0123abc")
+    (snapshot / "config.json").write_text("{}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelUnavailableError) as err:
+        ensure_weights_available(spec)
+    assert "`hf download facebook/sam2.1-hiera-small sam2.1_hiera_small.pt`" in str(err.value)
+    assert "a local copy of sam2.1_hiera_small.pt with --propagator sam2_meta:PATH" in str(err.value)
+    (snapshot / "sam2.1_hiera_small.pt").write_bytes(b"")
+    ensure_weights_available(spec)  # cached: no error
+    relative = spec.model_copy(update={"model_id": "checkpoints/sam2.1_hiera_small.pt"})
+    with pytest.raises(ModelUnavailableError, match=r"'checkpoints/sam2\.1_hiera_small\.pt' does not exist"):
+        ensure_weights_available(relative)
+    with pytest.raises(InputError, match="the checkpoint's name tells its architecture"):
+        ensure_weights_available(relative.model_copy(update={"model_id": "checkpoints/mine.pt"}))
 
 
 def test_propagator_choice() -> None:

@@ -93,7 +93,10 @@ def test_uncached_real_model_fails_fast_with_how_to_fix(clip: Path, tmp_path: Pa
     assert code == 2 and time.perf_counter() - start < 10
     line = err.strip().splitlines()[-1]
     assert "Qwen/Qwen2-Audio-7B-Instruct" in line and "HF_HUB_OFFLINE" in line and "--captioner" in line
-    assert not (tmp_path / "run" / "result.json").exists()
+    # Nothing written: the same command, once the weights are there, must not find a run folder claiming a run.
+    assert not (tmp_path / "run").exists()
+    code, _, again = _run_cli([str(clip), "--profile", "default", "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and again == err
 
 
 def test_paper_profile_without_llm_says_how_to_configure_one(clip: Path, tmp_path: Path, capsys) -> None:

@@ -170,6 +170,8 @@ def test_page_has_every_section_and_every_record_kind(tmp_path: Path, capsys: py
     assert ">0.42<" in critiques and "mask covers the floor" in critiques and "snare drum" in critiques
     masks = _section(page, "masks")
     assert "a drum is played" in masks and "overlay (result RLE)" in masks and "overlay (mask PNG)" in masks
+    frames = [f["index"] for f in json.loads((tmp_path / "run" / "result.json").read_text())["frames"]]
+    assert re.findall(r"<h4>frame (\d+)</h4>", masks) == [str(k + 1) for k in frames]  # as the mask files count
     costs = _section(page, "costs")
     assert "721" in costs and "50" in costs  # planner tokens summed over its two turns
     assert "critic timed out once" in page and "few boxes above threshold" in page

@@ -36,6 +36,16 @@ LOADERS: dict[tuple[str, str], str] = {
     ("segmenter", "sam3"): "tools.models.sam3_roles:load_sam3_segmenter",
 }
 
+CONFIG_FILE = "config.json"
+"""What a transformers model's hub repository always holds: in the cache, the model was downloaded."""
+
+
+# (role, family) -> "module:function" naming, for a spec, the hub file that holds its weights (None: the model id is a
+# local file), for families that load no transformers config.json; imported only when first used.
+WEIGHT_FILES: dict[tuple[str, str], str] = {
+    ("propagator", "sam2_meta"): "tools.models.sam2_meta:hub_weights_file",
+}
+
 HUB_PROBE_TIMEOUT_S = 10.0
 
 
@@ -73,17 +83,17 @@ def ensure_weights_available(spec: ModelSpec) -> None:
     """
     if spec.face != "real" or Path(spec.model_id).expanduser().exists():  # a folder, or a checkpoint file
         return
-    if Path(spec.model_id).expanduser().is_absolute() or spec.model_id.startswith("."):
+    weights_file = _hub_weights_file(spec)
+    if weights_file is None or Path(spec.model_id).expanduser().is_absolute() or spec.model_id.startswith("."):
         raise ModelUnavailableError(f"{spec.role} model path '{spec.model_id}' does not exist")
     from huggingface_hub import HfApi, try_to_load_from_cache
 
-    cached = try_to_load_from_cache(spec.model_id, "config.json", revision=spec.revision)
+    cached = try_to_load_from_cache(spec.model_id, weights_file, revision=spec.revision)
     if isinstance(cached, str):
         return
     how = (
-        f"download it where the hub is reachable (`hf download {spec.model_id}`) into HF_HOME "
-        f"(now {os.environ.get('HF_HOME', '~/.cache/huggingface')}), or pass a local folder "
-        f"with {'--planner local:PATH' if spec.role == 'planner' else f'--{spec.role} PATH'}"
+        f"download it where the hub is reachable (`{_download_command(spec, weights_file)}`) into HF_HOME "
+        f"(now {os.environ.get('HF_HOME', '~/.cache/huggingface')}), or pass {_local_option(spec, weights_file)}"
     )
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
         raise ModelUnavailableError(
@@ -96,6 +106,26 @@ def ensure_weights_available(spec: ModelSpec) -> None:
             f"{spec.role} model '{spec.model_id}' is not cached and the hub cannot be reached "
             f"({type(err).__name__}): {how}"
         ) from err
+
+
+def _hub_weights_file(spec: ModelSpec) -> str | None:
+    target = WEIGHT_FILES.get((spec.role, spec.family))
+    if target is None:
+        return CONFIG_FILE
+    module_name, func_name = target.split(":")
+    return getattr(importlib.import_module(module_name), func_name)(spec)
+
+
+def _download_command(spec: ModelSpec, weights_file: str) -> str:
+    return f"hf download {spec.model_id}" + ("" if weights_file == CONFIG_FILE else f" {weights_file}")
+
+
+def _local_option(spec: ModelSpec, weights_file: str) -> str:
+    if spec.role == "planner":
+        return "a local folder with --planner local:PATH"
+    if weights_file == CONFIG_FILE:
+        return f"a local folder with --{spec.role} PATH"
+    return f"a local copy of {weights_file} with --{spec.role} {spec.family}:PATH"
 
 
 def load_pretrained(loader: Callable[..., Any], spec: ModelSpec, **kwargs: Any) -> Any:

@@ -100,10 +100,38 @@ def _checkpoint_configs() -> dict[str, str]:
     return {checkpoint: config for config, checkpoint in _build_sam().HF_MODEL_ID_TO_FILENAMES.values()}
 
 
+def hub_weights_file(spec: ModelSpec) -> str | None:
+    """The file of `spec`'s hub repository that holds Meta's weights (facebook/sam2.1-hiera-small ->
+    sam2.1_hiera_small.pt), what the registry looks for in the hub cache; None when the model id is a local
+    checkpoint, whose name is checked here (InputError for a name none of Meta's configs has)."""
+    known = _build_sam().HF_MODEL_ID_TO_FILENAMES
+    if spec.model_id in known:
+        return known[spec.model_id][1]
+    _local_checkpoint(spec)
+    return None
+
+
+def _local_checkpoint(spec: ModelSpec) -> tuple[str, Path]:
+    """(Meta config name, path) of a local .pt checkpoint named as Meta names them."""
+    path = Path(spec.model_id).expanduser()
+    configs = _checkpoint_configs()
+    if path.suffix != ".pt":
+        known = ", ".join(_build_sam().HF_MODEL_ID_TO_FILENAMES)
+        raise InputError(
+            f"--propagator sam2_meta:{spec.model_id}: expected a hub id Meta's sam2 knows ({known}) "
+            "or a local .pt checkpoint"
+        )
+    if path.name not in configs:
+        raise InputError(
+            f"--propagator sam2_meta:{spec.model_id}: the checkpoint's name tells its architecture; expected one of "
+            f"{', '.join(sorted(configs))}"
+        )
+    return configs[path.name], path
+
+
 def _config_and_checkpoint(spec: ModelSpec) -> tuple[str, str | None]:
     """(Meta config name, checkpoint path or None for random weights) for a real or random spec."""
-    build_sam = _build_sam()
-    known = build_sam.HF_MODEL_ID_TO_FILENAMES
+    known = _build_sam().HF_MODEL_ID_TO_FILENAMES
     if spec.model_id in known:
         config, checkpoint_name = known[spec.model_id]
         if spec.face == "random":
@@ -115,23 +143,12 @@ def _config_and_checkpoint(spec: ModelSpec) -> tuple[str, str | None]:
             return hf_hub_download(model_id, checkpoint_name, revision=revision)
 
         return config, load_pretrained(download, spec)
-    path = Path(spec.model_id).expanduser()
-    configs = _checkpoint_configs()
-    if path.suffix != ".pt":
-        raise InputError(
-            f"--propagator sam2_meta:{spec.model_id}: expected a hub id Meta's sam2 knows ({', '.join(known)}) "
-            "or a local .pt checkpoint"
-        )
-    if path.name not in configs:
-        raise InputError(
-            f"--propagator sam2_meta:{spec.model_id}: the checkpoint's name tells its architecture; expected one of "
-            f"{', '.join(sorted(configs))}"
-        )
+    config, path = _local_checkpoint(spec)
     if spec.face == "random":
-        return configs[path.name], None
+        return config, None
     if not path.is_file():
         raise ModelUnavailableError(f"propagator checkpoint '{spec.model_id}' does not exist")
-    return configs[path.name], str(path)
+    return config, str(path)
 
 
 def build_predictor(spec: ModelSpec, device: str) -> Any:
