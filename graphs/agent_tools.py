@@ -29,6 +29,7 @@ from graphs.stages import (
     translate_captions,
 )
 from prompts.planner import render_tool_result
+from tools.datamodel import frame_number
 from tools.errors import OpenAVSError
 from tools.sampling import parse_frame_strategy
 
@@ -84,7 +85,7 @@ def describe_audio(runtime: ToolRuntime[Any, Any], queries: list[str] | None = N
         captions, usage = caption_audio(ctx, state["frames"], state["audio"], queries_used)
         result = {
             "audible": state["audio"]["audible"],
-            "frames": [{"frame": k, "captions": c} for k, c in enumerate(captions)],
+            "frames": [{"frame": frame_number(k), "captions": c} for k, c in enumerate(captions)],
         }
         st.summary.update(result=result)
     return _reply(runtime, result, st, ("captioner", usage), captions=captions)
@@ -96,7 +97,11 @@ def tag_audio(runtime: ToolRuntime[Any, Any]) -> Command:
     ctx, state = _ctx(runtime), runtime.state
     with traced_stage(ctx, "tool_call", "tag_audio", round=_round(runtime), arguments={}) as st:
         tags = tag_frames(ctx, state["frames"], state["audio"])
-        result = {"frames": [{"frame": k, "tags": [[label, score] for label, score in t]} for k, t in enumerate(tags)]}
+        result = {
+            "frames": [
+                {"frame": frame_number(k), "tags": [[label, score] for label, score in t]} for k, t in enumerate(tags)
+            ]
+        }
         st.summary.update(result=result)
     return _reply(runtime, result, st, tags=tags)
 
@@ -110,7 +115,7 @@ def translate(runtime: ToolRuntime[Any, Any]) -> Command:
         raise ToolInputError("nothing to translate yet: call describe_audio (and tag_audio) first")
     with traced_stage(ctx, "tool_call", "translate", round=_round(runtime), arguments={}) as st:
         translation, usage = translate_captions(ctx, state.get("captions") or [], state.get("tags") or None)
-        result = {"frames": [{"frame": k, "phrases": p} for k, p in enumerate(translation.phrases)]}
+        result = {"frames": [{"frame": frame_number(k), "phrases": p} for k, p in enumerate(translation.phrases)]}
         st.summary.update(result=result, translator=translation.translator)
     return _reply(
         runtime,
@@ -138,7 +143,11 @@ def sample_frames(runtime: ToolRuntime[Any, Any], strategy: str) -> Command:
         raise ToolInputError(str(err)) from err
     with traced_stage(ctx, "tool_call", "sample_frames", round=_round(runtime), arguments={"strategy": strategy}) as st:
         loaded = load_clip(ctx, state["source"], strategy)
-        result = {"frames": [{"frame": f["index"], "time_s": round(f["timestamp_s"], 3)} for f in loaded["frames"]]}
+        result = {
+            "frames": [
+                {"frame": frame_number(f["index"]), "time_s": round(f["timestamp_s"], 3)} for f in loaded["frames"]
+            ]
+        }
         st.summary.update(result=result)
     loaded.pop("warnings")
     return _reply(
@@ -218,10 +227,10 @@ def _grounding_summary(detections: dict[str, Any], asked: list[str], mode: str) 
     """What the planner reads of one frame's grounding: boxes found, phrases not found, or deferred (and why, by
     segmentation mode)."""
     if detections.get("deferred"):
-        return {"frame": detections["frame_index"], "deferred": DEFERRED_BECAUSE[mode]}
+        return {"frame": frame_number(detections["frame_index"]), "deferred": DEFERRED_BECAUSE[mode]}
     found = zip(detections["phrases"], detections["scores"], detections["boxes"], strict=True)
     return {
-        "frame": detections["frame_index"],
+        "frame": frame_number(detections["frame_index"]),
         "found": [{"phrase": p, "score": s, "box": b} for p, s, b in found],
         "not_found": [p for p in asked if p not in detections["phrases"]],
     }
@@ -258,7 +267,7 @@ def segment(runtime: ToolRuntime[Any, Any]) -> Command:
         result = {
             "frames": [
                 {
-                    "frame": m.frame_index,
+                    "frame": frame_number(m.frame_index),
                     "mask_fraction": round(float(m.union().sum()) / a, 4),
                     "objects": [{"phrase": o.phrase, "fraction": round(float(o.area) / a, 4)} for o in m.objects],
                 }
@@ -291,7 +300,8 @@ def critique(runtime: ToolRuntime[Any, Any]) -> Command:
         findings = [f.model_dump(mode="json") for f in outcome.findings]
         images = [str(p.relative_to(ctx.run_dir)) for p in overlay_paths(ctx.run_dir, round_index, len(masks))]
         ctx.tracer.emit("critique", "critic", round=round_index, verdict=verdict, findings=findings, images=images)
-        result = {"verdict": verdict, "findings": [f["detail"] for f in findings]}
+        numbered = {**verdict, "frames": [frame_number(k) for k in verdict["frames"]]}
+        result = {"verdict": numbered, "findings": [f["detail"] for f in findings]}
         st.summary.update(result=result)
     attempt = {
         "round": round_index,

@@ -79,7 +79,7 @@ def _grounding_text(record: dict[str, Any]) -> str:
         for hit in frame.get("found", []):
             found.setdefault(hit["phrase"], []).append(hit["score"])
         for phrase in frame.get("not_found", []):
-            missed.setdefault(phrase, []).append(frame["frame"])
+            missed.setdefault(phrase, []).append(frame["frame"] - 1)  # frame numbers count from 1
     how = f"box threshold {arguments.get('box_threshold')}" + (
         ", one phrase at a time" if arguments.get("one_at_a_time") else ""
     )

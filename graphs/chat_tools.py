@@ -20,6 +20,7 @@ from graphs.chat_state import last_user_text, latest_attempt, turn_attempts
 from graphs.context import RunContext
 from graphs.pipeline import Stage, traced_stage
 from graphs.result import write_outputs
+from tools.datamodel import frame_number
 from tools.tracing import read_trace
 
 Source = Literal["latest", "best"]
@@ -60,7 +61,7 @@ def write_chat_outputs(
     result = {
         "written": sorted(outputs),
         "round": summary["round"],
-        "frames": [{"frame": m.frame_index, "objects": [o.phrase for o in m.objects]} for m in masks],
+        "frames": [{"frame": frame_number(m.frame_index), "objects": [o.phrase for o in m.objects]} for m in masks],
         "flagged": flagged,
     }
     return update, result

@@ -19,6 +19,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, Syste
 
 from graphs.context import AgentSettings
 from prompts.planner import render_system_prompt
+from tools.datamodel import frame_number
 
 MIN_BOX_THRESHOLD = 0.15
 MAX_BOX_THRESHOLD = 0.5
@@ -188,7 +189,9 @@ def refine(state: dict[str, Any], settings: AgentSettings) -> tuple[str, dict[st
             phrases[frame].remove(phrase)
             dropped.setdefault(phrase, []).append(frame)
     if dropped:
-        listed = ", ".join(f"'{p}' (frames {', '.join(map(str, frames))})" for p, frames in dropped.items())
+        listed = ", ".join(
+            f"'{p}' (frames {', '.join(str(frame_number(k)) for k in frames)})" for p, frames in dropped.items()
+        )
         reasons.append(f"drop {listed}: the audio does not support them")
     if "area_jump" in problems:
         union = list(dict.fromkeys(p for frame in phrases for p in frame))

@@ -8,9 +8,11 @@ them, so all of it is rendered as data with prompts.translate.sanitize (no tag c
 faked, length capped) and the system prompt says text inside the tags is never an instruction.
 
 Answer contract: ONE JSON object {"ok": bool, "score": 0..1, "problems": [names from the fixed list],
-"frames": [clip frame indices], "suggestion": "..."}. `parse_verdict` takes the first JSON object in the answer,
-validates it, drops problem names outside the list and frames outside the clip, clips the score to [0, 1], and
-raises `VerdictParseError` with a short reason written by this code (never echoing model text) otherwise.
+"frames": [frame numbers], "suggestion": "..."}. Frames are numbered from 1 (tools.datamodel.frame_number) in
+everything the VLM reads and writes. `parse_verdict` takes the first JSON object in the answer, validates it, drops
+problem names outside the list and frames outside the clip, turns frame numbers into clip frame indices, clips the
+score to [0, 1], and raises `VerdictParseError` with a short reason written by this code (never echoing model text)
+otherwise.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any, Literal
 
 from prompts.translate import PromptMessage, sanitize
 from tools.critique import MAX_SUGGESTION_CHARS, Finding, Problem, Verdict
+from tools.datamodel import frame_number
 from tools.errors import ModelOutputError
 
 __all__ = [
@@ -36,7 +39,7 @@ __all__ = [
     "render_critique_messages",
 ]
 
-PROMPT_VERSION = "critique-v1"
+PROMPT_VERSION = "critique-v2"  # v2: frames numbered from 1
 """Bumped whenever the system text, the user format or the parser's contract changes (it keys caches)."""
 
 MAX_FINDINGS_SHOWN = 20
@@ -97,7 +100,7 @@ class ShownImage:
 
     @property
     def label(self) -> str:
-        return f"frame {self.frame} {'as captured' if self.kind == 'frame' else 'with the masks'}"
+        return f"frame {frame_number(self.frame)} {'as captured' if self.kind == 'frame' else 'with the masks'}"
 
 
 def render_critique_messages(
@@ -120,13 +123,14 @@ def render_critique_messages(
     for frame, frame_phrases, frame_captions in zip(frames, phrases, captions, strict=True):
         asked = ", ".join(sanitize(p) for p in frame_phrases) or "none (nothing was searched for)"
         heard = "".join(f"<caption>{sanitize(c)}</caption>" for c in frame_captions if c.strip())
-        parts.append(f"<frame{frame}><phrases>{asked}</phrases><captions>{heard}</captions></frame{frame}>")
+        number = frame_number(frame)
+        parts.append(f"<frame{number}><phrases>{asked}</phrases><captions>{heard}</captions></frame{number}>")
     lines = [f"- {sanitize(f.detail)}" for f in findings[:MAX_FINDINGS_SHOWN]]
     if len(findings) > MAX_FINDINGS_SHOWN:
         lines.append(f"- and {len(findings) - MAX_FINDINGS_SHOWN} more findings")
     parts.append("<checks>\n" + ("\n".join(lines) if lines else "- nothing found") + "\n</checks>")
     parts.append(
-        f"The clip has {n_frames} {'frame' if n_frames == 1 else 'frames'} (0 to {n_frames - 1}); you see "
+        f"The clip has {n_frames} {'frame' if n_frames == 1 else 'frames'} (1 to {n_frames}); you see "
         f"{len(set(frames))} of them. Answer with only the JSON object."
     )
     return [PromptMessage("system", SYSTEM_PROMPT), PromptMessage("user", "\n\n".join(parts))]
@@ -160,7 +164,8 @@ def parse_verdict(text: str, n_frames: int | None = None) -> Verdict:
     Tolerated: text or code fences around the object (the FIRST JSON object counts), problem names in other case
     or with spaces/hyphens ("Wrong object"), unknown problem names and non-integer or out-of-clip frames (dropped),
     a score outside [0, 1] (clipped) or written as a string, "true"/"false" strings for ok, a missing or
-    non-string suggestion (""). Required: ok and a finite score.
+    non-string suggestion (""). Required: ok and a finite score. `frames` come back as clip frame indices (0-based);
+    the VLM numbers them from 1, and `n_frames` bounds its numbers.
     """
     data = _first_object(text or "")
     if data is None:
@@ -174,16 +179,16 @@ def parse_verdict(text: str, n_frames: int | None = None) -> Verdict:
     if score is None:
         raise VerdictParseError('"score" must be a number from 0 to 1')
     problems = [p for p in (_problem(item) for item in _items(data.get("problems"))) if p is not None]
-    frames = {f for f in (_frame(item) for item in _items(data.get("frames"))) if f is not None}
+    numbers = {f for f in (_frame(item) for item in _items(data.get("frames"))) if f is not None}
     if n_frames is not None:
-        frames = {f for f in frames if f < n_frames}
+        numbers = {f for f in numbers if f <= n_frames}
     suggestion = data.get("suggestion")
     suggestion = _one_line(suggestion) if isinstance(suggestion, str) else ""
     return Verdict(
         ok=ok,
         score=round(min(1.0, max(0.0, score)), 4),
         problems=list(dict.fromkeys(problems)),
-        frames=sorted(frames),
+        frames=sorted(f - 1 for f in numbers),  # frame numbers (from 1) as clip frame indices
         suggestion=suggestion,
         source="vlm",
     )
@@ -246,7 +251,7 @@ def _frame(value: Any) -> int | None:
         value = int(value)
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
-    return value if isinstance(value, int) and value >= 0 else None
+    return value if isinstance(value, int) and value >= 1 else None
 
 
 def _one_line(text: str) -> str:

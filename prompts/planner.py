@@ -7,7 +7,7 @@ from typing import Any
 
 from prompts.translate import sanitize
 
-PROMPT_VERSION = "planner-v1"
+PROMPT_VERSION = "planner-v2"  # v2: frames numbered from 1
 
 SYSTEM_PROMPT = """\
 You are the planner of an audio-visual segmentation agent. Goal: masks of exactly the objects that make the \
@@ -38,7 +38,7 @@ def render_task(clip_name: str, timestamps_s: list[float], width: int, height: i
     sound = "" if audible else " The clip has no audible sound: there is nothing to segment."
     return (
         f"Segment the sounding objects in the clip {sanitize(clip_name)!r} ({width}x{height} px). "
-        f"{len(timestamps_s)} frames are sampled, at {times} s (frame k = 0, 1, ...).{sound}"
+        f"{len(timestamps_s)} frames are sampled, at {times} s (frames 1 to {len(timestamps_s)}, in that order).{sound}"
     )
 
 

@@ -225,3 +225,24 @@ def test_planner_can_pick_other_frames(tmp_path: Path) -> None:
     assert sorted(p.name for p in (rig.run_dir / "masks").iterdir()) == ["duet_1.png", "duet_2.png"]
     errors = [m.content for m in state["messages"] if m.type == "tool" and m.status == "error"]
     assert len(errors) == 1 and "uniform:N" in errors[0]
+
+
+def test_every_message_counts_frames_from_one(tmp_path: Path) -> None:
+    """What the planner reads (tool results, findings, the critique's frames) and what people read count frames from
+    1, as the mask files do; data fields (result.json's `index`, the trace's verdict) keep the 0-based index."""
+    import re
+
+    from langchain_core.messages import ToolMessage
+
+    rig = Rig(tmp_path)
+    state = rig.run()
+    numbered = [m.artifact for m in state["messages"] if isinstance(m, ToolMessage) and m.artifact]
+    frame_lists = [[f["frame"] for f in result["frames"]] for result in numbered if "frames" in result]
+    assert len(frame_lists) >= 6 and all(frames == [1, 2, 3] for frames in frame_lists)
+    critiques = [result for result in numbered if "verdict" in result]
+    texts = [text for result in critiques for text in result["findings"]]
+    assert texts and {int(n) for text in texts for n in re.findall(r"frames? (\d+)", text)} == {1, 2, 3}
+    traced = [r["verdict"]["frames"] for r in rig.trace() if r["kind"] == "critique"]
+    assert [result["verdict"]["frames"] for result in critiques] == [[k + 1 for k in f] for f in traced]
+    assert traced[0] == [0, 1, 2]
+    assert [f["index"] for f in read_json(rig.run_dir / "result.json")["frames"]] == [0, 1, 2]

@@ -31,7 +31,7 @@ def test_unsupported_phrases_are_dropped_but_never_the_last_one() -> None:
         _state([["dog", "car"], ["car"]], [("unsupported_phrase", 0, "car"), ("unsupported_phrase", 1, "car")]),
         SETTINGS,
     )
-    assert args["phrases"] == [["dog"], ["car"]] and "'car' (frames 0)" in why
+    assert args["phrases"] == [["dog"], ["car"]] and "'car' (frames 1)" in why
 
 
 def test_empty_masks_lower_the_threshold_and_ground_one_at_a_time() -> None:

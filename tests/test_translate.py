@@ -158,7 +158,7 @@ def test_parse_errors_are_typed_with_short_reason(text: str, reason: str) -> Non
 def test_validate_phrases_drops_unusable_and_caps() -> None:
     kept, warnings = validate_phrases(["dog", "rm -rf /", "a very loud barking dog", "hair-dryer", "dog"], 4)
     assert kept == ["dog", "hair-dryer"]
-    assert len(warnings) == 2 and all(w.startswith("frame 4:") for w in warnings)
+    assert len(warnings) == 2 and all(w.startswith("frame 5:") for w in warnings)  # index 4
     kept, warnings = validate_phrases([f"thing{'x' * i}" for i in range(7)], 0)
     assert len(kept) == 5 and "first 5 of 7" in warnings[0]
 
@@ -258,8 +258,9 @@ def test_llm_phrases_are_validated_in_code() -> None:
     with openai_stub(answer) as stub:
         result = LLMTranslator(_llm(stub)).translate(CAPTIONS_3x3)
     assert result.phrases == [["dog"], ["b", "c", "d", "e", "f"], []]  # "a" is an article, stripped to nothing
-    assert sum("frame 0: dropped" in w for w in result.warnings) == 3
-    assert any("frame 1: kept the first 5 of 6" in w for w in result.warnings)
+    # Warnings count frames from 1: the answer's frame0 is frame 1.
+    assert sum("frame 1: dropped" in w for w in result.warnings) == 3
+    assert any("frame 2: kept the first 5 of 6" in w for w in result.warnings)
 
 
 def test_build_chat_model_is_configured_deliberately(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,7 +29,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.datamodel import FrameMasks
+from tools.datamodel import FrameMasks, frame_number
 from tools.lexicon import find_sources, frame_sources, phrase_for_label
 
 __all__ = [
@@ -178,7 +178,7 @@ def run_checks(
 
 def _frame_findings(frame: FrameMasks, asked: Sequence[str], limits: CheckThresholds) -> list[Finding]:
     """empty_mask, full_frame, tiny_mask and low_score of one frame."""
-    f = frame.frame_index
+    f, number = frame.frame_index, frame_number(frame.frame_index)
     pixels = frame.height * frame.width
     union = frame.union_area / pixels if pixels else 0.0
     found: list[Finding] = []
@@ -190,7 +190,7 @@ def _frame_findings(frame: FrameMasks, asked: Sequence[str], limits: CheckThresh
                 problem=Problem.EMPTY_MASK,
                 frame_index=f,
                 value=0.0,
-                detail=f"frame {f}: the answer is empty although {_quoted(asked)} {verb} asked",
+                detail=f"frame {number}: the answer is empty although {_quoted(asked)} {verb} asked",
             )
         )
     boxed = {obj.phrase for obj in frame.objects}
@@ -202,7 +202,7 @@ def _frame_findings(frame: FrameMasks, asked: Sequence[str], limits: CheckThresh
                     frame_index=f,
                     phrase=phrase,
                     value=0.0,
-                    detail=f"frame {f}: {_quoted([phrase])} found no box",
+                    detail=f"frame {number}: {_quoted([phrase])} found no box",
                 )
             )
     if union >= limits.full_frame_fraction:
@@ -211,7 +211,7 @@ def _frame_findings(frame: FrameMasks, asked: Sequence[str], limits: CheckThresh
                 problem=Problem.FULL_FRAME,
                 frame_index=f,
                 value=round(float(union), 4),
-                detail=f"frame {f}: the masks cover {union:.0%} of the frame",
+                detail=f"frame {number}: the masks cover {union:.0%} of the frame",
             )
         )
     for obj in frame.objects:
@@ -223,7 +223,7 @@ def _frame_findings(frame: FrameMasks, asked: Sequence[str], limits: CheckThresh
                     frame_index=f,
                     phrase=obj.phrase,
                     value=round(share, 6),
-                    detail=f"frame {f}: the mask of {_quoted([obj.phrase])} covers only {share:.2%} of the frame",
+                    detail=f"frame {number}: the mask of {_quoted([obj.phrase])} covers only {share:.2%} of the frame",
                 )
             )
         if obj.box_score < limits.low_score:
@@ -233,7 +233,7 @@ def _frame_findings(frame: FrameMasks, asked: Sequence[str], limits: CheckThresh
                     frame_index=f,
                     phrase=obj.phrase,
                     value=round(float(obj.box_score), 4),
-                    detail=f"frame {f}: the box of {_quoted([obj.phrase])} scores {obj.box_score:.2f}",
+                    detail=f"frame {number}: the box of {_quoted([obj.phrase])} scores {obj.box_score:.2f}",
                 )
             )
     return found
@@ -264,8 +264,8 @@ def _jump_findings(
                     frame_index=after.frame_index,
                     phrase=phrase,
                     value=round(ratio, 2),
-                    detail=f"frames {before.frame_index}-{after.frame_index}: the mask of {_quoted([phrase])} "
-                    f"goes from {a:.1%} to {b:.1%} of the frame (x{ratio:.1f})",
+                    detail=f"frames {frame_number(before.frame_index)}-{frame_number(after.frame_index)}: the mask of "
+                    f"{_quoted([phrase])} goes from {a:.1%} to {b:.1%} of the frame (x{ratio:.1f})",
                 )
             )
     return found
@@ -293,7 +293,8 @@ def _support_findings(
             problem=Problem.UNSUPPORTED_PHRASE,
             frame_index=frame_index,
             phrase=phrase,
-            detail=f"frame {frame_index}: {_quoted([phrase])} is not named by the frame's audio captions or tags",
+            detail=f"frame {frame_number(frame_index)}: {_quoted([phrase])} is not named by the frame's audio captions "
+            "or tags",
         )
         for phrase in dict.fromkeys(asked)
         if not phrase_supported(phrase, captions, tags, limits.min_tag_score)
@@ -400,8 +401,8 @@ def suggestion_from_findings(findings: Sequence[Finding]) -> str:
     parts = []
     for problem, phrase in order:
         advice = _ADVICE.get((problem, phrase is not None), problem.value.replace("_", " "))
-        frames = sorted(groups[(problem, phrase)])
-        where = f"frame {frames[0]}" if len(frames) == 1 else f"frames {', '.join(map(str, frames))}" if frames else ""
+        numbers = [str(frame_number(k)) for k in sorted(groups[(problem, phrase)])]
+        where = f"frame {numbers[0]}" if len(numbers) == 1 else f"frames {', '.join(numbers)}" if numbers else ""
         text = advice.format(phrase=_quoted([phrase]) if phrase else "")
         parts.append(f"{where}: {text}" if where else text)
     return _clip("; ".join(parts), MAX_SUGGESTION_CHARS)

@@ -2,6 +2,7 @@
 
 Conventions: boxes are (x0, y0, x1, y1) in pixels of the frame they were found in; masks are bool arrays of shape
 (H, W) at that frame's resolution; `frame_index` is the position of the frame in the clip's sampled frames (0-based).
+Text counts frames from 1 (`frame_number`), for people and models alike.
 """
 
 from __future__ import annotations
@@ -13,6 +14,12 @@ from functools import cached_property
 import numpy as np
 
 from tools.rle import RLE, decode_rle, encode_rle, rle_area, rle_union_area
+
+
+def frame_number(frame_index: int) -> int:
+    """The frame as every message counts it (findings, advice, tool results, prompts): from 1, as AVSBench's mask
+    files (<video>_1.png, ...) and the command line's summary do; data fields keep the 0-based index."""
+    return frame_index + 1
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from prompts.translate import (
     render_translation_messages,
 )
 from tools.chat_call import invoke_chat
+from tools.datamodel import frame_number
 from tools.errors import InputError, ModelOutputError
 from tools.lexicon import LEXICON_VERSION, frame_sources, phrase_for_label
 from tools.models.base import Usage
@@ -120,9 +121,10 @@ class Translator(Protocol):
         ...
 
 
-def validate_phrases(phrases: list[str], frame: int) -> tuple[list[str], list[str]]:
+def validate_phrases(phrases: list[str], frame_index: int) -> tuple[list[str], list[str]]:
     """(phrases that pass, warnings): each phrase at most 4 words of letters / spaces / hyphens, at most 5 per
     frame. The checks are what a detector prompt can use; anything else is model chatter or an injection."""
+    frame = frame_number(frame_index)
     kept: list[str] = []
     warnings: list[str] = []
     for phrase in phrases:
@@ -219,7 +221,8 @@ class LLMTranslator:
                 conversation += [PromptMessage("assistant", text), render_correction(err.reason, len(frames))]
         assert error is not None
         raise TranslationFailedError(
-            f"LLM {self.model_id} gave no usable translation for frames {frames[0]}-{frames[-1]} after "
+            f"LLM {self.model_id} gave no usable translation for frames {frame_number(frames[0])}-"
+            f"{frame_number(frames[-1])} after "
             f"{self.max_retries + 1} attempts: {error.reason}",
             calls=list(calls),
         ) from error
