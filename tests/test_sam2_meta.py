@@ -182,12 +182,14 @@ def test_propagator_choice() -> None:
 
 def test_solve_propagates_with_metas_predictor(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """As a user runs it: `python -m agent.solve clip.mp4 --profile tiny --segmentation propagate --propagator
-    sam2_meta`; the run records the tracker and writes one mask per frame."""
+    sam2_meta`; the run records the tracker, writes one mask per frame, and prints no progress bars of Meta's."""
     clip = write_test_clip(tmp_path / "clip.mp4", seconds=3.0, size=(64, 48))
     run = tmp_path / "run"
     args = [str(clip), "--profile", "tiny", "--graph", "pipeline", "--phrases", "dog", "--no-overlay", "--no-cache"]
     code = solve.main([*args, "--segmentation", "propagate", "--propagator", "sam2_meta", "--out", str(run)])
-    assert code == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "propagate in video" not in err and "it/s" not in err  # Meta's tqdm bars stay off the run's stderr
     result = read_json(run / "result.json")
     trackers = [m for m in result["models"] if m["role"] == "propagator"]
     assert [(m["family"], m["face"]) for m in trackers] == [("sam2_meta", "tiny")]

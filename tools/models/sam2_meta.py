@@ -24,6 +24,7 @@ rather than from the full-size one.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from tools.errors import InputError, ModelUnavailableError
 from tools.frames import FrameRef, load_frame
@@ -161,6 +163,7 @@ def build_predictor(spec: ModelSpec, device: str) -> Any:
         (config, checkpoint), overrides = _config_and_checkpoint(spec), []
     else:
         raise InputError(f"{spec.role} face '{spec.face}' is not one of real, tiny, random")
+    _quiet_progress_bars()
     # Built without weights, then loaded here: Meta's loader reports a mismatch as a bare RuntimeError only. Initial
     # weights are drawn after seed 0 (tiny and random faces are the same in every process), on a forked RNG.
     with torch.random.fork_rng(devices=[]):
@@ -170,6 +173,15 @@ def build_predictor(spec: ModelSpec, device: str) -> Any:
         _load_weights(predictor, checkpoint, Path(config).stem)
     predictor.fill_hole_area = 0
     return predictor.to(dtype=torch_dtype(spec.dtype, device))
+
+
+def _quiet_progress_bars() -> None:
+    """Meta's propagate_in_video draws a tqdm bar on stderr for every pass (two per track, so two per segment round
+    of the agent), between the run's own progress lines: its module's tqdm is made a disabled one. Only Meta's video
+    predictor module is touched; every other tqdm (downloads, ...) keeps its bars."""
+    from sam2 import sam2_video_predictor
+
+    sam2_video_predictor.tqdm = functools.partial(tqdm, disable=True)
 
 
 def _load_weights(predictor: Any, checkpoint: str, architecture: str) -> None:
