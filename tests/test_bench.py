@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evals import bench_e2e, bench_trackers
+from evals import bench_e2e, bench_sam3, bench_trackers
 from evals.bench import QUICK, _config, _parser
 from evals.bench_core import BenchConfig, bench_long, bench_short, summarize
 from evals.bench_standins import MeteredGrounder
@@ -243,6 +243,17 @@ def test_tracker_bench_times_both_trackers_on_the_same_frames(capsys: pytest.Cap
     assert summary["meta_over_transformers"] == pytest.approx(
         summary["sam2_meta_s_per_frame"] / summary["sam2_video_s_per_frame"], rel=0.01
     )
+
+
+def test_sam3_bench_reuses_vision_features_over_refine_rounds(capsys: pytest.CaptureFixture[str]) -> None:
+    """evals.bench_sam3 with the tiny face: the cached way runs one ViT pass per frame over all rounds, the uncached
+    way one per frame and round, with equal instances; its last stdout line is the JSON summary."""
+    args = ["--face", "tiny", "--frames", "2", "--rounds", "3", "--size", "96x64", "--device", "cpu"]
+    assert bench_sam3.main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["vit_passes_uncached"], summary["vit_passes_cached"]) == (6, 2)
+    assert summary["instances_equal"] and summary["instances"] > 0 and summary["cache_mb"] > 0
+    assert summary["speedup"] == pytest.approx(summary["uncached_s"] / summary["cached_s"], rel=0.01)
 
 
 def test_e2e_bench_reports_the_fastest_and_every_timed_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

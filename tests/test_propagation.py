@@ -338,6 +338,32 @@ def test_sam3_thresholds_and_empty_phrases(text_segmenter: sam3.Sam3TextSegmente
     assert text_segmenter.stats.images == before
 
 
+def test_sam3_vision_features_are_encoded_once_per_picture(text_segmenter: sam3.Sam3TextSegmenter) -> None:
+    """Refine rounds (the same pictures, other thresholds or phrases) reuse each picture's vision features: the same
+    instances as without the cache, one ViT pass per picture while it is cached, one set of position encodings."""
+
+    def segmenter(frames: int) -> sam3.Sam3TextSegmenter:
+        model, processor = text_segmenter.model, text_segmenter.processor
+        return sam3.Sam3TextSegmenter(SAM3_TINY, model, processor, "cpu", vision_cache_frames=frames)
+
+    cached, uncached = segmenter(2), segmenter(0)
+    pictures = [_image(10), _image(11)]
+    for threshold, phrases in ((0.0, ["dog"]), (0.25, ["dog", "cat"]), (0.0, ["cat"])):  # tiny scores: 0.24-0.26
+        for picture in pictures:
+            a = cached.segment_text(picture, phrases, threshold=threshold, mask_threshold=0.5)
+            b = uncached.segment_text(picture, phrases, threshold=threshold, mask_threshold=0.5)
+            assert a and [(i.phrase, i.score, i.box) for i in a] == [(i.phrase, i.score, i.box) for i in b]
+            assert all(np.array_equal(x.mask, y.mask) for x, y in zip(a, b, strict=True))
+    assert (cached.stats.images, cached.stats.cached_images, uncached.stats.images) == (2, 4, 6)
+    first, second = (cached._vision_features(p) for p in pictures)
+    assert first.fpn_position_encoding is second.fpn_position_encoding  # held once for every entry
+    assert first.fpn_hidden_states[0].shape == second.fpn_hidden_states[0].shape
+    assert not torch.equal(first.fpn_hidden_states[0], second.fpn_hidden_states[0])
+    cached.segment_text(_image(12), ["dog"])  # a third picture: the least recently used one is dropped
+    cached.segment_text(pictures[0], ["dog"])
+    assert cached.stats.images == 4 and cached.vision_cache.stats.evictions == 2
+
+
 def test_sam3_tiny_tokenizer_encodes_any_text() -> None:
     ids = sam3.clip_tokenizer()("dog é")["input_ids"]
     vocab = sam3.clip_vocab()

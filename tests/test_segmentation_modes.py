@@ -20,7 +20,7 @@ from tools.datamodel import Detections, FrameMasks, ObjectMask
 from tools.models.base import ModelSpec
 from tools.models.registry import ModelRegistry
 from tools.models.sam3_roles import load_sam3_grounder, load_sam3_segmenter
-from tools.runfiles import read_mask_png
+from tools.runfiles import read_json, read_mask_png
 from tools.tracing import TraceWriter, read_trace
 from tools.translate import LexiconTranslator
 
@@ -180,3 +180,25 @@ def test_mask_file_decodes_on_read_within_its_byte_budget() -> None:
     frames[2] = FrameMasks(2, 60, 80).to_dict()  # a repaired frame replaces the dict: read afresh
     assert masks[2].objects == ()
     np.testing.assert_array_equal(masks[1].objects[0].mask, box_mask(60, 80, DOG_BOX))
+
+
+def test_sam3_agent_refine_rounds_encode_each_frame_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--profile sam3` in the agent: every refine round asks SAM 3 the same frames again, and only the first round
+    runs its ViT on them (the later ones read the cached vision features)."""
+    from agent import solve
+
+    clip = write_test_clip(tmp_path / "clip.mp4", seconds=3.0, size=(64, 48))
+    spec = ModelSpec(role="grounder", family="sam3", model_id="tiny-sam3", face="tiny")
+    text_segmenter = load_sam3_grounder(spec, "cpu").model  # the one SAM 3 both roles share in this process
+    text_segmenter.vision_cache.clear()  # whatever an earlier test left there
+    stats = text_segmenter.stats
+    before = (stats.images, stats.cached_images)
+    out = tmp_path / "run"
+    args = [str(clip), "--profile", "sam3", "--grounder", "sam3:tiny", "--segmenter", "sam3:tiny", "--critic", "none"]
+    args += ["--phrases", "dog", "--no-overlay", "--no-cache", "--device", "cpu", "--out", str(out)]
+    assert solve.main(args) == 0
+    capsys.readouterr()
+    rounds = read_json(out / "result.json")["agent"]["rounds"]
+    assert len(rounds) >= 2  # nothing passes the tiny model's scores at first: the planner refines
+    assert stats.images - before[0] == 3  # one ViT pass per frame
+    assert stats.cached_images - before[1] == 3 * (len(rounds) - 1)

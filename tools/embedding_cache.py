@@ -89,6 +89,11 @@ class LRUCache(Generic[K, V]):
         with self._lock:
             self._entries.clear()
 
+    def values(self) -> list[V]:
+        """The entries' values now, least recently used first (a snapshot; lookups are not counted)."""
+        with self._lock:
+            return list(self._entries.values())
+
     def __len__(self) -> int:
         return len(self._entries)
 

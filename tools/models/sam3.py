@@ -33,7 +33,9 @@ from transformers import (
     Sam3VisionConfig,
     Sam3ViTConfig,
 )
+from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 
+from tools.embedding_cache import LRUCache, image_digest, model_input_size
 from tools.errors import InputError
 from tools.models.base import ModelSpec
 from tools.models.precision import scoped_autocast
@@ -188,11 +190,21 @@ def build_random() -> tuple[Sam3Model, Sam3Processor]:
 # Adapter
 
 
+VISION_CACHE_FRAMES = 10
+"""Pictures whose SAM 3 vision features are kept, so that a refine round (the same frames, another threshold or
+other phrases) skips the ViT, which is most of a frame's cost: measured on CPU at real size with random weights, one
+ViT pass 30 s against 3 s per phrase decoded. An entry holds the four FPN levels, 256 x (288² + 144² + 72² + 36²)
+values: 113 MB in float32, half that under bfloat16 autocast; the position encodings, which depend only on the input
+size, are held once for all entries. 10 covers every frame of an AVSBench clip (5 or 10 sampled)."""
+
+
 @dataclass
 class TextSegmentStats:
-    """Running counters: images encoded, phrase prompts decoded, instances returned, seconds in each stage."""
+    """Running counters: images encoded (ViT passes), images whose features came from the cache, phrase prompts
+    decoded, instances returned, seconds in each stage."""
 
     images: int = 0
+    cached_images: int = 0
     prompts: int = 0
     instances: int = 0
     encode_seconds: float = 0.0
@@ -200,14 +212,26 @@ class TextSegmentStats:
 
 
 class Sam3TextSegmenter:
-    """Text-prompted instance segmentation over a Sam3Model and its processor on one device."""
+    """Text-prompted instance segmentation over a Sam3Model and its processor on one device. Vision features of the
+    last `vision_cache_frames` pictures are kept (by pixel digest; 0 keeps none)."""
 
-    def __init__(self, spec: ModelSpec, model: Sam3Model, processor: Sam3Processor, device: str) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        model: Sam3Model,
+        processor: Sam3Processor,
+        device: str,
+        vision_cache_frames: int = VISION_CACHE_FRAMES,
+    ) -> None:
         self.spec = spec
         self.model = model.eval()
         self.processor = processor
         self.device = device
         self.stats = TextSegmentStats()
+        self.vision_cache: LRUCache[tuple, Sam3VisionEncoderOutput] | None = (
+            LRUCache(vision_cache_frames) if vision_cache_frames else None
+        )
+        self._positions: tuple[torch.Tensor, ...] | None = None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -225,12 +249,7 @@ class Sam3TextSegmenter:
             return []
         rgb = image if image.mode == "RGB" else image.convert("RGB")
         size = (rgb.height, rgb.width)
-        start = time.perf_counter()
-        pixels = self.processor(images=rgb, return_tensors="pt", device=self.device)["pixel_values"].to(self.dtype)
-        with torch.inference_mode(), scoped_autocast(self.device):
-            vision = self.model.get_vision_features(pixel_values=pixels)
-        self.stats.images += 1
-        self.stats.encode_seconds += time.perf_counter() - start
+        vision = self._vision_features(rgb)
         start = time.perf_counter()
         found: list[TextInstance] = []
         for phrase in wanted:
@@ -249,6 +268,47 @@ class Sam3TextSegmenter:
         self.stats.instances += len(found)
         self.stats.decode_seconds += time.perf_counter() - start
         return found
+
+    def cached_feature_bytes(self) -> int:
+        """Bytes the vision cache holds: every entry's FPN levels, and the position encodings they share once."""
+        entries = self.vision_cache.values() if self.vision_cache is not None else []
+        positions = {id(t): t for entry in entries for t in entry.fpn_position_encoding}
+        tensors = [t for entry in entries for t in entry.fpn_hidden_states] + list(positions.values())
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def _vision_features(self, rgb: Image.Image) -> Sam3VisionEncoderOutput:
+        """The picture's FPN features and position encodings, from the cache or from one ViT pass."""
+        key = (image_digest(rgb), model_input_size(self), str(self.dtype))
+        cached = self.vision_cache.get(key) if self.vision_cache is not None else None
+        if cached is not None:
+            self.stats.cached_images += 1
+            return cached
+        start = time.perf_counter()
+        pixels = self.processor(images=rgb, return_tensors="pt", device=self.device)["pixel_values"].to(self.dtype)
+        with torch.inference_mode(), scoped_autocast(self.device):
+            encoded = self.model.get_vision_features(pixel_values=pixels)
+        # Only what Sam3Model reads from vision_embeds: the FPN levels and their position encodings.
+        vision = Sam3VisionEncoderOutput(
+            fpn_hidden_states=encoded.fpn_hidden_states,
+            fpn_position_encoding=self._shared_positions(encoded.fpn_position_encoding),
+        )
+        self.stats.images += 1
+        self.stats.encode_seconds += time.perf_counter() - start
+        if self.vision_cache is not None:
+            self.vision_cache.put(key, vision)
+        return vision
+
+    def _shared_positions(self, positions: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """`positions`, or the equal ones an earlier picture got, so cached entries hold them once."""
+        held = self._positions
+        if held is not None and len(held) == len(positions) and all(map(_same_tensor, held, positions)):
+            return held
+        self._positions = positions
+        return positions
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
 
 
 def _instances(phrase: str, result: dict[str, torch.Tensor]) -> list[TextInstance]:

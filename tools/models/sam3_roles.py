@@ -9,7 +9,6 @@ from anywhere else is an error, not a guess.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from tools.datamodel import Detections
+from tools.embedding_cache import image_digest
 from tools.models.base import ModelSpec
 from tools.models.sam3 import Sam3TextSegmenter, TextInstance, load_sam3
 
@@ -27,13 +27,6 @@ STORE_CAPACITY = 256
 """Pictures whose instances are kept (a refine round re-segments the same frames)."""
 MIN_BOX_IOU = 0.9
 """A box given to the segmenter must overlap a found instance's box this much (boxes are rescaled in float)."""
-
-
-def picture_key(image: Image.Image) -> str:
-    """Identity of a picture by content: the grounder and the segmenter receive separately loaded copies."""
-    digest = hashlib.sha256(f"{image.size}{image.mode}".encode())
-    digest.update(image.tobytes())
-    return digest.hexdigest()
 
 
 class InstanceStore:
@@ -96,7 +89,7 @@ class Sam3Grounder:
                 out.append(Detections.empty(index))
                 continue
             instances = self.model.segment_text(image, frame_phrases, box_threshold, MASK_THRESHOLD)
-            self.store.add(picture_key(image), instances)
+            self.store.add(image_digest(image), instances)
             boxes = np.array([i.box for i in instances], np.float32).reshape(-1, 4)
             out.append(Detections(index, boxes, [i.score for i in instances], [i.phrase for i in instances]))
         return out
@@ -113,7 +106,8 @@ class Sam3Segmenter:
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         if len(boxes) == 0:
             return np.zeros((0, image.height, image.width), bool), np.zeros((0,), np.float32)
-        instances = self.store.get(picture_key(image))
+        # By content: the grounder and the segmenter receive separately loaded copies of a picture.
+        instances = self.store.get(image_digest(image))
         if not instances:
             raise ValueError("SAM 3 segments only boxes its own grounding found on this picture; ground first")
         found = np.array([i.box for i in instances], np.float32)
