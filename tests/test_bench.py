@@ -253,7 +253,7 @@ def test_sam3_bench_reuses_vision_features_over_refine_rounds(capsys: pytest.Cap
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (summary["vit_passes_uncached"], summary["vit_passes_cached"]) == (6, 2)
     assert summary["instances_equal"] and summary["instances"] > 0 and summary["cache_mb"] > 0
-    assert summary["speedup"] == pytest.approx(summary["uncached_s"] / summary["cached_s"], rel=0.01)
+    assert all(len(summary["rounds_s"][way]) == 3 for way in ("uncached", "cached")) and summary["speedup"] > 0
 
 
 def test_e2e_bench_reports_the_fastest_and_every_timed_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

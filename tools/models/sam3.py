@@ -194,8 +194,10 @@ VISION_CACHE_FRAMES = 10
 """Pictures whose SAM 3 vision features are kept, so that a refine round (the same frames, another threshold or
 other phrases) skips the ViT, which is most of a frame's cost: measured on CPU at real size with random weights, one
 ViT pass 30 s against 3 s per phrase decoded. An entry holds the four FPN levels, 256 x (288² + 144² + 72² + 36²)
-values: 113 MB in float32, half that under bfloat16 autocast; the position encodings, which depend only on the input
-size, are held once for all entries. 10 covers every frame of an AVSBench clip (5 or 10 sampled)."""
+values: 113 MB in float32 (half where CUDA's bfloat16 autocast makes them bfloat16; not measured here); the position
+encodings, which depend only on the input size, are held once for all entries. 10 covers every frame of an AVSBench
+clip (5 or 10 sampled). The cache lives as long as the model: a long-lived process (chat, web app) keeps up to 10
+pictures' features between runs."""
 
 
 @dataclass
