@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
-from typing import Any, get_args
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from evals.bench import frame_size
-from tools.models.base import Face, ModelSpec
-from tools.models.registry import ModelRegistry, pick_device
+from evals.bench_options import add_model_options, model_registry
+from tools.models.base import ModelSpec
 from tools.models.sam3 import VISION_CACHE_FRAMES, Sam3TextSegmenter
 from tools.models.sam3_roles import InstanceStore, Sam3Grounder, Sam3Segmenter
 from tools.synthclip import synthetic_frame
@@ -63,20 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--frames", type=int, default=3, help="frames of the clip (default 3)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds: the first plus refine rounds (default 3)")
     parser.add_argument("--phrases", default="dog,piano", help="comma-separated phrases (default dog,piano)")
-    parser.add_argument("--size", default=(640, 360), type=frame_size, help="WxH of the frames (default 640x360)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best available)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--face", default="random", choices=get_args(Face), help=argparse.SUPPRESS)
+    add_model_options(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # random weights: nothing is ever downloaded
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    registry = model_registry(args)
     phrases = [p.strip() for p in args.phrases.split(",") if p.strip()]
-    registry = ModelRegistry(pick_device(args.device))
     spec = ModelSpec(role="text_segmenter", family="sam3", model_id="facebook/sam3", face=args.face)
     start = time.perf_counter()
     model = registry.get(spec)

@@ -13,20 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from evals.bench import frame_size
+from evals.bench_options import add_model_options, model_registry
 from tools.frames import FrameRef, frame_refs_from_files
-from tools.models.base import Face, ModelSpec
-from tools.models.registry import ModelRegistry, pick_device
+from tools.models.base import ModelSpec
 from tools.synthclip import synthetic_frame
 
 FAMILIES = ("sam2_video", "sam2_meta")
@@ -58,21 +56,15 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m evals.bench_trackers", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="facebook/sam2.1-hiera-tiny", help="the sam2.1 architecture to build")
     parser.add_argument("--frames", type=int, default=8, help="frames of the clip (default 8)")
-    parser.add_argument("--size", default=(640, 360), type=frame_size, help="WxH of the frames (default 640x360)")
     parser.add_argument("--repeats", type=int, default=2, help="timed propagations per tracker (fastest kept)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best available)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--face", default="random", choices=get_args(Face), help=argparse.SUPPRESS)
+    add_model_options(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # random weights: nothing is ever downloaded
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    registry = model_registry(args)
     width, height = args.size
-    registry = ModelRegistry(pick_device(args.device))
     trackers, build_s = {}, {}
     for family in FAMILIES:
         start = time.perf_counter()

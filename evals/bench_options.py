@@ -1,0 +1,30 @@
+"""What the single-model benches (evals.bench_trackers, evals.bench_sam3) share: the frame size, device, torch
+threads and face options, and the offline registry they build models in."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import get_args
+
+import torch
+
+from evals.bench import frame_size
+from tools.models.base import Face
+from tools.models.registry import ModelRegistry, pick_device
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """--size WxH (default 640x360), --device, --threads and the hidden --face (tests pass tiny)."""
+    parser.add_argument("--size", default=(640, 360), type=frame_size, help="WxH of the frames (default 640x360)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best available)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--face", default="random", choices=get_args(Face), help=argparse.SUPPRESS)
+
+
+def model_registry(args: argparse.Namespace) -> ModelRegistry:
+    """The registry on --device, offline (random weights: nothing is ever downloaded), with --threads applied."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return ModelRegistry(pick_device(args.device))
