@@ -15,12 +15,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator, Sequence
-from typing import NoReturn, TextIO
+from typing import TextIO
 
 from agent.chat_events import ChatEvent
 from agent.chat_session import ChatSession
 from agent.profiles import PROFILE_NAMES
 from tools.cache import DiskCache, default_cache_dir
+from tools.cli import ArgumentParser
 from tools.errors import OpenAVSError
 
 QUIT_WORDS = {"quit", "exit", "bye", ":q"}
@@ -28,13 +29,8 @@ PROMPT = "you> "
 AGENT = "agent> "
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(prog="python -m agent.chat", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m agent.chat", description=__doc__.splitlines()[0])
     parser.add_argument("clip", help="the video file (mp4, mov, webm, ...)")
     parser.add_argument("--profile", default="default", choices=PROFILE_NAMES, help="model set (default: default)")
     parser.add_argument("--llm", help="chat model for free-form conversation (OpenAI-compatible; OPENAI_API_KEY)")

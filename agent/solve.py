@@ -10,7 +10,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from agent.profiles import (
     PROFILE_NAMES,
@@ -28,18 +27,14 @@ from agent.runner import load_run, new_run_dir, run_graph
 from graphs.context import LLMSettings, PipelineSettings
 from graphs.pipeline import VideoSource
 from tools.cache import DiskCache, default_cache_dir
+from tools.cli import ArgumentParser
 from tools.errors import InputError, OpenAVSError
 from tools.media import probe_clip
 from tools.sampling import parse_frame_strategy
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(prog="python -m agent.solve", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m agent.solve", description=__doc__.splitlines()[0])
     parser.add_argument("clip", nargs="?", help="the video file (mp4, mov, webm, ...)")
     parser.add_argument("--profile", default="default", choices=PROFILE_NAMES, help="model set (default: default)")
     parser.add_argument("--out", help="run folder to create (default: runs/<clip>-<date-time>)")

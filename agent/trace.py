@@ -11,11 +11,9 @@ agent/trace_run.py reads it.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from agent.trace_run import RunData, Thumbs, load_run_data
 from agent.trace_sections import (
@@ -27,6 +25,7 @@ from agent.trace_sections import (
     render_timeline,
     render_tools,
 )
+from tools.cli import ArgumentParser
 from tools.htmltext import as_dict, esc
 from tools.runfiles import write_text_atomic
 
@@ -100,13 +99,8 @@ def render_page(run_dir: Path) -> str:
     )
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _ArgumentParser(prog="python -m agent.trace", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m agent.trace", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="a run folder written by python -m agent.solve")
     parser.add_argument("--out", help="the page to write (default: RUN_DIR/trace.html)")
     args = parser.parse_args(argv)

@@ -33,7 +33,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
@@ -61,6 +61,7 @@ from agent.web_store import (
 from agent.web_turns import Turn
 from graphs.context import AgentSettings
 from tools.cache import DiskCache, default_cache_dir
+from tools.cli import ArgumentParser
 from tools.models.registry import ModelRegistry
 from tools.runfiles import atomic_path
 
@@ -349,13 +350,8 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(prog="python -m agent.web", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m agent.web", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--profile", default="default", choices=PROFILE_NAMES, help="model set (default: default)")

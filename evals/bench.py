@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.bench_core import BenchConfig, bench_long, bench_short, summarize, with_overrides
+from tools.cli import ArgumentParser
 from tools.models.registry import pick_device
 
 # GroundingDINO's two-stage head needs >= 900 encoder tokens (its query count): 384x216 px gives ~1700, 256 px fails.
@@ -174,7 +175,7 @@ def render_table(short: dict[str, Any], long: dict[str, Any], summary: dict[str,
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m evals.bench", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m evals.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small inputs: finishes in < 10 min on 2 CPU cores")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best available)")
     parser.add_argument("--frames", type=int, help="sampled frames of the short clip (= its seconds; default 10)")

@@ -38,11 +38,12 @@ from agent.profiles import (
 from agent.runner import run_graph
 from evals.bench_standins import FixedTranslator, MeteredGrounder
 from graphs.pipeline import VideoSource
+from tools.cli import ArgumentParser
 from tools.models.registry import ModelRegistry, pick_device
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m evals.bench_e2e", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m evals.bench_e2e", description=__doc__.split("\n\n")[0])
     parser.add_argument("clip", type=Path)
     parser.add_argument("--profile", default="default", choices=PROFILE_NAMES)
     parser.add_argument("--phrases", default="dog", help="comma-separated phrases the translator answers with")

@@ -1,5 +1,5 @@
-"""What the single-model benches (evals.bench_trackers, evals.bench_sam3) share: the frame size, device, torch
-threads and face options, and the offline registry they build models in."""
+"""What the single-model benches (evals.bench_trackers, evals.bench_sam3) share: their option types, the frame size,
+device, torch threads and face options, and the offline registry they build models in."""
 
 from __future__ import annotations
 
@@ -12,6 +12,25 @@ import torch
 from evals.bench import frame_size
 from tools.models.base import Face
 from tools.models.registry import ModelRegistry, pick_device
+
+
+def count(text: str) -> int:
+    """A count of frames, rounds or repeats: an integer of at least 1 (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def phrase_list(text: str) -> list[str]:
+    """'dog, piano' -> ['dog', 'piano'] (argparse type): at least one phrase."""
+    phrases = [p.strip() for p in text.split(",") if p.strip()]
+    if not phrases:
+        raise argparse.ArgumentTypeError(f"expected comma-separated phrases, got {text!r}")
+    return phrases
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

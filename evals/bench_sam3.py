@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from evals.bench_options import add_model_options, model_registry
+from evals.bench_options import add_model_options, count, model_registry, phrase_list
+from tools.cli import ArgumentParser
 from tools.models.base import ModelSpec
 from tools.models.sam3 import VISION_CACHE_FRAMES, Sam3TextSegmenter
 from tools.models.sam3_roles import InstanceStore, Sam3Grounder, Sam3Segmenter
@@ -57,10 +58,10 @@ def run_rounds(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m evals.bench_sam3", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--frames", type=int, default=3, help="frames of the clip (default 3)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds: the first plus refine rounds (default 3)")
-    parser.add_argument("--phrases", default="dog,piano", help="comma-separated phrases (default dog,piano)")
+    parser = ArgumentParser(prog="python -m evals.bench_sam3", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=count, default=3, help="frames of the clip (default 3)")
+    parser.add_argument("--rounds", type=count, default=3, help="rounds: the first plus refine rounds (default 3)")
+    parser.add_argument("--phrases", type=phrase_list, default="dog,piano", help="comma-separated (default dog,piano)")
     add_model_options(parser)
     return parser
 
@@ -68,7 +69,6 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     registry = model_registry(args)
-    phrases = [p.strip() for p in args.phrases.split(",") if p.strip()]
     spec = ModelSpec(role="text_segmenter", family="sam3", model_id="facebook/sam3", face=args.face)
     start = time.perf_counter()
     model = registry.get(spec)
@@ -78,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         name: Sam3TextSegmenter(spec, model.model, model.processor, registry.device, vision_cache_frames=frames)
         for name, frames in (("uncached", 0), ("cached", VISION_CACHE_FRAMES))
     }
-    model.segment_text(images[0], phrases[:1])  # warm-up, outside both ways: first-call allocations, kernel choices
-    results: dict[str, Any] = {name: run_rounds(way, images, phrases, args.rounds) for name, way in ways.items()}
+    model.segment_text(
+        images[0], args.phrases[:1]
+    )  # warm-up, outside both ways: first-call allocations, kernel choices
+    results: dict[str, Any] = {name: run_rounds(way, images, args.phrases, args.rounds) for name, way in ways.items()}
     print(f"{'round':<7}" + "".join(f"{name:>12}" for name in ways))
     for r in range(args.rounds):
         print(f"{r:<7}" + "".join(f"{results[name][0][r]:>11.2f}s" for name in ways))
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": registry.device,
         "frames": args.frames,
         "rounds": args.rounds,
-        "phrases": phrases,
+        "phrases": args.phrases,
         "size": list(args.size),
         "threads": torch.get_num_threads(),
         "uncached_s": round(totals["uncached"], 3),

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from evals.bench_options import add_model_options, model_registry
+from evals.bench_options import add_model_options, count, model_registry
+from tools.cli import ArgumentParser
 from tools.frames import FrameRef, frame_refs_from_files
 from tools.models.base import ModelSpec
 from tools.synthclip import synthetic_frame
@@ -53,10 +54,10 @@ def time_tracker(tracker: Any, frames: list[FrameRef]) -> tuple[float, float, in
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m evals.bench_trackers", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m evals.bench_trackers", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="facebook/sam2.1-hiera-tiny", help="the sam2.1 architecture to build")
-    parser.add_argument("--frames", type=int, default=8, help="frames of the clip (default 8)")
-    parser.add_argument("--repeats", type=int, default=2, help="timed propagations per tracker (fastest kept)")
+    parser.add_argument("--frames", type=count, default=8, help="frames of the clip (default 8)")
+    parser.add_argument("--repeats", type=count, default=2, help="timed propagations per tracker (fastest kept)")
     add_model_options(parser)
     return parser
 

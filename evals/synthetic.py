@@ -19,7 +19,6 @@ written and never lists a video whose files are not there yet.
 
 from __future__ import annotations
 
-import argparse
 import colorsys
 import json
 import os
@@ -38,6 +37,7 @@ from evals.datasets.csvio import write_table
 from evals.datasets.masks import write_binary_mask, write_index_mask
 from evals.datasets.ms3 import MS3_CSV, MS3_DIR
 from evals.datasets.s4 import S4_CSV, S4_DIR
+from tools.cli import ArgumentParser
 from tools.errors import InputError, OpenAVSError
 from tools.vocabulary import AVSS_CLASSES
 
@@ -259,7 +259,7 @@ def write_synthetic(out: str | Path, subset: str, n: int, seed: int = 0) -> Path
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; prints the written root, or one error line and returns its exit code."""
-    parser = argparse.ArgumentParser(prog="python -m evals.synthetic", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m evals.synthetic", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="dataset root to write into")
     parser.add_argument("--subset", required=True, choices=sorted(WRITERS))
     parser.add_argument("--n", type=int, default=6, help="number of videos (splits cycle test, train, val)")

@@ -254,6 +254,15 @@ def test_sam3_bench_reuses_vision_features_over_refine_rounds(capsys: pytest.Cap
     assert (summary["vit_passes_uncached"], summary["vit_passes_cached"]) == (6, 2)
     assert summary["instances_equal"] and summary["instances"] > 0 and summary["cache_mb"] > 0
     assert all(len(summary["rounds_s"][way]) == 3 for way in ("uncached", "cached")) and summary["speedup"] > 0
+    for bench, bad in (
+        (bench_sam3, ["--frames", "0"]),
+        (bench_sam3, ["--phrases", " , "]),
+        (bench_trackers, ["--repeats", "x"]),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            bench.main(["--face", "tiny", *bad])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: argument")
 
 
 def test_e2e_bench_reports_the_fastest_and_every_timed_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,7 +18,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from agent.profiles import PROFILE_NAMES, SEGMENTATION_MODES
 from agent.solve import build_parser as solve_parser
@@ -27,6 +27,7 @@ from evals.benchmark.options import GRAPHS, PROMPTS, BenchmarkOptions
 from evals.benchmark.runner import run_benchmark
 from evals.datasets import SUBSETS
 from graphs.context import PipelineSettings
+from tools.cli import ArgumentParser
 from tools.errors import OpenAVSError
 from tools.models.registry import ModelRegistry
 from tools.translate import Translator
@@ -46,13 +47,8 @@ MODEL_FLAGS = (
 _ORACLE_PLACEHOLDER = "oracle"  # per-clip class names replace it; giving phrases skips the LLM requirement
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _ArgumentParser(prog="python evals/run_avsbench.py", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="python evals/run_avsbench.py", description=__doc__.splitlines()[0])
     p.add_argument("--root", required=True, type=Path, help="AVSBench folder (the subset's folder or one above it)")
     p.add_argument("--subset", required=True, choices=SUBSETS)
     p.add_argument("--split", default="test", help="CSV split to evaluate (default test)")
