@@ -247,7 +247,8 @@ def test_tracker_bench_times_both_trackers_on_the_same_frames(capsys: pytest.Cap
 
 def test_sam3_bench_reuses_vision_features_over_refine_rounds(capsys: pytest.CaptureFixture[str]) -> None:
     """evals.bench_sam3 with the tiny face: the cached way runs one ViT pass per frame over all rounds, the uncached
-    way one per frame and round, with equal instances; its last stdout line is the JSON summary."""
+    way one per frame and round, with equal instances; its last stdout line is the JSON summary. A bad option of the
+    single-model benches is one line on stderr and exit code 2."""
     args = ["--face", "tiny", "--frames", "2", "--rounds", "3", "--size", "96x64", "--device", "cpu"]
     assert bench_sam3.main(args) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
