@@ -39,6 +39,7 @@ from agent.runner import run_graph
 from evals.bench_standins import FixedTranslator, MeteredGrounder
 from graphs.pipeline import VideoSource
 from tools.cli import ArgumentParser
+from tools.errors import InputError
 from tools.models.registry import ModelRegistry, pick_device
 
 
@@ -57,14 +58,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if not args.clip.is_file():
         print(f"error: {args.clip}: no such file", file=sys.stderr)
         return 2
-    settings = base_profile(args.profile).model_copy(
-        update={"device": pick_device(args.device), "translator": "lexicon", "llm": None}
-    )
+    try:
+        device = pick_device(args.device)
+    except InputError as err:
+        parser.error(str(err))
+    settings = base_profile(args.profile).model_copy(update={"device": device, "translator": "lexicon", "llm": None})
     settings = with_segmentation(settings, args.segmentation, args.propagator)
     settings = with_random_weights(settings)
     if args.compile:

@@ -10,6 +10,7 @@ from typing import get_args
 import torch
 
 from evals.bench import frame_size
+from tools.errors import InputError
 from tools.models.base import Face
 from tools.models.registry import ModelRegistry, pick_device
 
@@ -41,9 +42,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--face", default="random", choices=get_args(Face), help=argparse.SUPPRESS)
 
 
-def model_registry(args: argparse.Namespace) -> ModelRegistry:
-    """The registry on --device, offline (random weights: nothing is ever downloaded), with --threads applied."""
+def model_registry(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ModelRegistry:
+    """The registry on --device, offline (random weights: nothing is ever downloaded), with --threads applied; a
+    device this machine lacks is a usage error of `parser` (one line, exit code 2)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.threads:
         torch.set_num_threads(args.threads)
-    return ModelRegistry(pick_device(args.device))
+    try:
+        return ModelRegistry(pick_device(args.device))
+    except InputError as err:
+        parser.error(str(err))

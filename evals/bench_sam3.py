@@ -67,8 +67,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    registry = model_registry(args)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    registry = model_registry(parser, args)
     spec = ModelSpec(role="text_segmenter", family="sam3", model_id="facebook/sam3", face=args.face)
     start = time.perf_counter()
     model = registry.get(spec)

@@ -63,8 +63,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    registry = model_registry(args)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    registry = model_registry(parser, args)
     width, height = args.size
     trackers, build_s = {}, {}
     for family in FAMILIES:

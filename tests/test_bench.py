@@ -259,11 +259,12 @@ def test_sam3_bench_reuses_vision_features_over_refine_rounds(capsys: pytest.Cap
         (bench_sam3, ["--frames", "0"]),
         (bench_sam3, ["--phrases", " , "]),
         (bench_trackers, ["--repeats", "x"]),
+        (bench_trackers, ["--device", "tpu"]),
     ):
         with pytest.raises(SystemExit) as exit_info:
             bench.main(["--face", "tiny", *bad])
         err = capsys.readouterr().err
-        assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: argument")
+        assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: ")
 
 
 def test_e2e_bench_reports_the_fastest_and_every_timed_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -281,3 +282,6 @@ def test_e2e_bench_reports_the_fastest_and_every_timed_run(tmp_path: Path, capsy
 
     assert bench_e2e.main([str(tmp_path / "missing.mp4"), "--profile", "tiny"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: ")
+    with pytest.raises(SystemExit) as exit_info:
+        bench_e2e.main([str(clip), "--profile", "tiny", "--device", "tpu"])
+    assert exit_info.value.code == 2 and capsys.readouterr().err.startswith("error: --device tpu: expected cpu")
