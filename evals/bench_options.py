@@ -42,13 +42,16 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--face", default="random", choices=get_args(Face), help=argparse.SUPPRESS)
 
 
-def model_registry(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ModelRegistry:
-    """The registry on --device, offline (random weights: nothing is ever downloaded), with --threads applied; a
-    device this machine lacks is a usage error of `parser` (one line, exit code 2)."""
+def parse_with_registry(
+    parser: argparse.ArgumentParser, argv: list[str] | None
+) -> tuple[argparse.Namespace, ModelRegistry]:
+    """The parsed options and the registry on --device, offline (random weights: nothing is ever downloaded), with
+    --threads applied; a device this machine lacks is a usage error of `parser` (one line, exit code 2)."""
+    args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        return ModelRegistry(pick_device(args.device))
+        return args, ModelRegistry(pick_device(args.device))
     except InputError as err:
         parser.error(str(err))

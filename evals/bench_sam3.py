@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from evals.bench_options import add_model_options, count, model_registry, phrase_list
+from evals.bench_options import add_model_options, count, parse_with_registry, phrase_list
 from tools.cli import ArgumentParser
 from tools.models.base import ModelSpec
 from tools.models.sam3 import VISION_CACHE_FRAMES, Sam3TextSegmenter
@@ -67,9 +67,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    registry = model_registry(parser, args)
+    args, registry = parse_with_registry(_parser(), argv)
     spec = ModelSpec(role="text_segmenter", family="sam3", model_id="facebook/sam3", face=args.face)
     start = time.perf_counter()
     model = registry.get(spec)

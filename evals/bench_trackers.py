@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from evals.bench_options import add_model_options, count, model_registry
+from evals.bench_options import add_model_options, count, parse_with_registry
 from tools.cli import ArgumentParser
 from tools.frames import FrameRef, frame_refs_from_files
 from tools.models.base import ModelSpec
@@ -63,9 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    registry = model_registry(parser, args)
+    args, registry = parse_with_registry(_parser(), argv)
     width, height = args.size
     trackers, build_s = {}, {}
     for family in FAMILIES:
