@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         "frames": args.frames,
         "size": [width, height],
         "threads": torch.get_num_threads(),
-        **{f"{family}_s_per_frame": round(per_frame[family], 4) for family in FAMILIES},
+        **{f"{family}_s_per_frame": round(per_frame[family], 6) for family in FAMILIES},
         "meta_over_transformers": round(per_frame["sam2_meta"] / per_frame["sam2_video"], 3),
         **{f"{family}_peak_session_mb": round(best[family][1], 2) for family in FAMILIES},
         **{f"{family}_tracked_frames": best[family][2] for family in FAMILIES},
