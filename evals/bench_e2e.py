@@ -36,11 +36,11 @@ from agent.profiles import (
     with_segmentation,
 )
 from agent.runner import run_graph
+from evals.bench_options import count, device_or_usage_error
 from evals.bench_standins import FixedTranslator, MeteredGrounder
 from graphs.pipeline import VideoSource
 from tools.cli import ArgumentParser
-from tools.errors import InputError
-from tools.models.registry import ModelRegistry, pick_device
+from tools.models.registry import ModelRegistry
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", default="default", choices=PROFILE_NAMES)
     parser.add_argument("--phrases", default="dog", help="comma-separated phrases the translator answers with")
     parser.add_argument("--top-k", type=int, default=3, help="GroundingDINO boxes kept per frame")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs after the warm-up (fastest reported)")
+    parser.add_argument("--repeats", type=count, default=3, help="timed runs after the warm-up (fastest reported)")
     parser.add_argument("--segmentation", default="image", choices=SEGMENTATION_MODES)
     parser.add_argument("--propagator", help="propagate mode's tracker, as in agent.solve (sam2_meta: Meta's sam2)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best available)")
@@ -64,10 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.clip.is_file():
         print(f"error: {args.clip}: no such file", file=sys.stderr)
         return 2
-    try:
-        device = pick_device(args.device)
-    except InputError as err:
-        parser.error(str(err))
+    device = device_or_usage_error(parser, args.device)
     settings = base_profile(args.profile).model_copy(update={"device": device, "translator": "lexicon", "llm": None})
     settings = with_segmentation(settings, args.segmentation, args.propagator)
     settings = with_random_weights(settings)

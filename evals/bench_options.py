@@ -1,5 +1,5 @@
-"""What the single-model benches (evals.bench_trackers, evals.bench_sam3) share: their option types, the frame size,
-device, torch threads and face options, and the offline registry they build models in."""
+"""What the model benches (evals.bench_trackers, evals.bench_sam3, partly evals.bench_e2e) share: their option
+types, the frame size, device, torch threads and face options, and the offline registry they build models in."""
 
 from __future__ import annotations
 
@@ -51,7 +51,12 @@ def parse_with_registry(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.threads:
         torch.set_num_threads(args.threads)
+    return args, ModelRegistry(device_or_usage_error(parser, args.device))
+
+
+def device_or_usage_error(parser: argparse.ArgumentParser, requested: str | None) -> str:
+    """pick_device(requested); a device this machine lacks (or an unknown one) is a usage error of `parser`."""
     try:
-        return args, ModelRegistry(pick_device(args.device))
+        return pick_device(requested)
     except InputError as err:
         parser.error(str(err))

@@ -282,6 +282,7 @@ def test_e2e_bench_reports_the_fastest_and_every_timed_run(tmp_path: Path, capsy
 
     assert bench_e2e.main([str(tmp_path / "missing.mp4"), "--profile", "tiny"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: ")
-    with pytest.raises(SystemExit) as exit_info:
-        bench_e2e.main([str(clip), "--profile", "tiny", "--device", "tpu"])
-    assert exit_info.value.code == 2 and capsys.readouterr().err.startswith("error: --device tpu: expected cpu")
+    for bad, said in ((["--device", "tpu"], "error: --device tpu: expected cpu"), (["--repeats", "0"], "error: arg")):
+        with pytest.raises(SystemExit) as exit_info:
+            bench_e2e.main([str(clip), "--profile", "tiny", *bad])
+        assert exit_info.value.code == 2 and capsys.readouterr().err.startswith(said)
