@@ -87,3 +87,17 @@ def test_each_run_on_a_thread_gets_its_own_clock(tmp_path: Path, monkeypatch) ->
         first.tracer,
     )
     assert studio.studio_context(context) is later
+
+
+def test_chat_threads_get_the_chat_planner(tmp_path: Path, monkeypatch) -> None:
+    """The server's graph_id picks the planner: the chat's own (it answers in text) for the chat graph, the agent's
+    for the agent graph."""
+    from agent import studio
+
+    monkeypatch.setenv("OPENAVS_STUDIO_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(studio, "chat_planner", lambda planner, settings, registry: "chat planner")
+    monkeypatch.setattr(studio, "build_planner", lambda settings, registry: "agent planner")
+    for graph, planner in (("chat", "chat planner"), ("agent", "agent planner")):
+        config = {"configurable": {"thread_id": f"t-{graph}", "graph_id": graph, "run_id": "r"}}
+        monkeypatch.setattr(studio, "get_config", lambda config=config: config)
+        assert studio.studio_context({"profile": "tiny", "device": "cpu"}).planner == planner
