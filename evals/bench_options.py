@@ -1,18 +1,23 @@
 """What the model benches (evals.bench_trackers, evals.bench_sam3, partly evals.bench_e2e) share: their option
-types, the frame size, device, torch threads and face options, and the offline registry they build models in."""
+types, the frame size, device, torch threads and face options, the offline registry they build models in, and the
+synthetic frames they run on."""
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import get_args
 
 import torch
+from PIL import Image
 
 from evals.bench import frame_size
 from tools.errors import InputError
+from tools.frames import FrameRef, frame_refs_from_files
 from tools.models.base import Face
 from tools.models.registry import ModelRegistry, pick_device
+from tools.synthclip import synthetic_frame
 
 
 def count(text: str) -> int:
@@ -60,3 +65,11 @@ def device_or_usage_error(parser: argparse.ArgumentParser, requested: str | None
         return pick_device(requested)
     except InputError as err:
         parser.error(str(err))
+
+
+def write_frames(folder: Path, count: int, size: tuple[int, int]) -> list[FrameRef]:
+    """`count` PNG frames of `size` (w, h) px from tools.synthclip (a disc and a square moving), 1 frame per second."""
+    paths = [folder / f"{k:05d}.png" for k in range(count)]
+    for k, path in enumerate(paths):
+        Image.fromarray(synthetic_frame(k, *size)).save(path)
+    return frame_refs_from_files(paths, [float(k) for k in range(count)])

@@ -1,48 +1,62 @@
-"""`python -m evals.bench_sam3`: SAM 3 over the agent's refine rounds, with its vision-feature cache against without.
+"""`python -m evals.bench_sam3`: SAM 3 over the agent's refine rounds, with its ViT-output cache against without.
 
-Builds facebook/sam3's detector at real size with random weights (no downloads), once, and runs the rounds as the
-graphs run SAM 3 in image mode (`--profile sam3`): per round, the Sam3Grounder role detects the phrases on every
-frame (a ViT pass per frame unless its features are cached, a decoder pass per phrase), then the Sam3Segmenter role
-answers the boxes found. Rounds differ as the built-in planner's do: the box threshold steps up by 0.05 from 0.25.
-The uncached way (`vision_cache_frames=0`, what SAM 3 did before the cache) runs first, then the cached way; both
-share the model, start cold and see the same synthetic frames; one untimed call warms the model up first. Their
-instances must be equal. Prints a table, then as the LAST stdout line one JSON object: frames, rounds, uncached_s,
-cached_s, speedup, vit_passes_uncached, vit_passes_cached, cache_mb and instances_equal.
+Builds facebook/sam3 at real size with random weights (no downloads), once, and runs the rounds as the graphs run
+SAM 3 (`--profile sam3`) in one segmentation mode:
+- `--mode image` (default): per round, the Sam3Grounder role detects the phrases on every frame (a ViT pass per
+  frame unless cached, a decoder pass per phrase), then the Sam3Segmenter role answers the boxes found;
+- `--mode video` (`--segmentation video`): per round, SAM 3's video model detects and tracks the phrases through
+  the clip (a ViT pass per frame unless cached, a detector pass per phrase, the tracker per object).
+Rounds differ as the built-in planner's do: the threshold steps up by 0.05 from 0.25. The uncached way (cache of 0
+frames, what SAM 3 did before the cache) runs first, then the cached way; both share the model, start cold and see
+the same synthetic frames; one untimed call warms the model up first. Their answers must be equal. Prints a table,
+then as the LAST stdout line one JSON object: mode, frames, rounds, uncached_s, cached_s, speedup,
+vit_passes_uncached, vit_passes_cached, cache_mb, instances and instances_equal.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from evals.bench_options import add_model_options, count, parse_with_registry, phrase_list
+from evals.bench_options import add_model_options, count, parse_with_registry, phrase_list, write_frames
 from tools.cli import ArgumentParser
+from tools.frames import FrameRef
 from tools.models.base import ModelSpec
+from tools.models.registry import ModelRegistry
 from tools.models.sam3 import VISION_CACHE_FRAMES, Sam3TextSegmenter
+from tools.models.sam3_detect_track import Sam3VideoSegmenter
 from tools.models.sam3_roles import InstanceStore, Sam3Grounder, Sam3Segmenter
-from tools.synthclip import synthetic_frame
 
-Answer = list[tuple[str, tuple[float, ...], float, bytes]]
-"""Per frame and round, what the segmenter role answered: (phrase, box, score, packed mask bits) per instance."""
+Answer = list[tuple]
+"""One frame's answer in one round: per instance, what identifies it (phrase or prompt, box or object id), its
+score and its packed mask bits."""
+Round = Callable[[float], list[Answer]]
+"""One round at a threshold: every frame's answer."""
 
 
-def run_rounds(
-    text_segmenter: Sam3TextSegmenter, images: list[Image.Image], phrases: list[str], rounds: int
-) -> tuple[list[float], list[Answer]]:
-    """Seconds of each round, and every frame's answer in every round, through the grounder and segmenter roles."""
+def _threshold(round_index: int) -> float:
+    return 0.25 + 0.05 * round_index
+
+
+def _image_round(text_segmenter: Sam3TextSegmenter, frames: list[FrameRef], phrases: list[str]) -> Round:
+    """Rounds of image mode through the grounder and segmenter roles, as graphs/stages.py calls them."""
+    images = [Image.open(ref.path).convert("RGB") for ref in frames]
     store = InstanceStore()
     grounder = Sam3Grounder(text_segmenter.spec, text_segmenter, store)
     segmenter = Sam3Segmenter(text_segmenter.spec.model_copy(update={"role": "segmenter"}), store)
-    seconds, answers = [], []
-    for r in range(rounds):
-        start = time.perf_counter()
-        found = grounder.detect(images, [phrases] * len(images), list(range(len(images))), 0.25 + 0.05 * r, 0.25)
+
+    def run(threshold: float) -> list[Answer]:
+        found = grounder.detect(images, [phrases] * len(images), list(range(len(images))), threshold, 0.25)
+        answers = []
         for image, dets in zip(images, found, strict=True):
             masks, scores = segmenter.segment(image, dets.boxes)
             answers.append(
@@ -51,7 +65,52 @@ def run_rounds(
                     for p, b, s, m in zip(dets.phrases, dets.boxes, scores, masks, strict=True)
                 ]
             )
-        if text_segmenter.device.startswith("cuda"):
+        return answers
+
+    return run
+
+
+def _video_round(video_segmenter: Sam3VideoSegmenter, frames: list[FrameRef], phrases: list[str]) -> Round:
+    """Rounds of video mode: SAM 3's video model over the whole clip."""
+
+    def run(threshold: float) -> list[Answer]:
+        return [
+            [
+                (p, i, float(s), np.packbits(m).tobytes())
+                for p, i, s, m in zip(found.prompts, found.object_ids, found.scores, found.masks, strict=True)
+            ]
+            for found in video_segmenter.segment_video(frames, phrases, threshold)
+        ]
+
+    return run
+
+
+def _round(mode: str, adapter: Any, frames: list[FrameRef], phrases: list[str]) -> Round:
+    return (_image_round if mode == "image" else _video_round)(adapter, frames, phrases)
+
+
+def _ways(mode: str, registry: ModelRegistry, face: str) -> tuple[Any, dict[str, Any]]:
+    """The registry's adapter for `mode` (warm-up only), and the uncached and cached ways over its model."""
+    if mode == "image":
+        spec = ModelSpec(role="text_segmenter", family="sam3", model_id="facebook/sam3", face=face)
+        adapter: Any = Sam3TextSegmenter
+    else:
+        spec = ModelSpec(role="video_segmenter", family="sam3_video", model_id="facebook/sam3", face=face)
+        adapter = Sam3VideoSegmenter
+    shared = registry.get(spec)
+    return shared, {
+        name: adapter(spec, shared.model, shared.processor, registry.device, vision_cache_frames=frames)
+        for name, frames in (("uncached", 0), ("cached", VISION_CACHE_FRAMES))
+    }
+
+
+def time_rounds(run: Round, rounds: int, device: str) -> tuple[list[float], list[Answer]]:
+    """Seconds of each round, and every frame's answer in every round."""
+    seconds, answers = [], []
+    for r in range(rounds):
+        start = time.perf_counter()
+        answers += run(_threshold(r))
+        if device.startswith("cuda"):
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - start)
     return seconds, answers
@@ -59,6 +118,7 @@ def run_rounds(
 
 def _parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m evals.bench_sam3", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=("image", "video"), default="image", help="segmentation mode (default image)")
     parser.add_argument("--frames", type=count, default=3, help="frames of the clip (default 3)")
     parser.add_argument("--rounds", type=count, default=3, help="rounds: the first plus refine rounds (default 3)")
     parser.add_argument("--phrases", type=phrase_list, default="dog,piano", help="comma-separated (default dog,piano)")
@@ -68,24 +128,23 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args, registry = parse_with_registry(_parser(), argv)
-    spec = ModelSpec(role="text_segmenter", family="sam3", model_id="facebook/sam3", face=args.face)
     start = time.perf_counter()
-    model = registry.get(spec)
+    shared, ways = _ways(args.mode, registry, args.face)
     build_s = round(time.perf_counter() - start, 2)
-    images = [Image.fromarray(synthetic_frame(k, *args.size)) for k in range(args.frames)]
-    ways = {
-        name: Sam3TextSegmenter(spec, model.model, model.processor, registry.device, vision_cache_frames=frames)
-        for name, frames in (("uncached", 0), ("cached", VISION_CACHE_FRAMES))
-    }
-    model.segment_text(
-        images[0], args.phrases[:1]
-    )  # warm-up, outside both ways: first-call allocations, kernel choices
-    results: dict[str, Any] = {name: run_rounds(way, images, args.phrases, args.rounds) for name, way in ways.items()}
+    with tempfile.TemporaryDirectory(prefix="openavs-sam3-") as tmp:
+        frames = write_frames(Path(tmp), args.frames, args.size)
+        # Warm-up, outside both ways: first-call allocations, kernel choices.
+        _round(args.mode, shared, frames[:1], args.phrases[:1])(_threshold(0))
+        results = {
+            name: time_rounds(_round(args.mode, way, frames, args.phrases), args.rounds, registry.device)
+            for name, way in ways.items()
+        }
     print(f"{'round':<7}" + "".join(f"{name:>12}" for name in ways))
     for r in range(args.rounds):
         print(f"{r:<7}" + "".join(f"{results[name][0][r]:>11.2f}s" for name in ways))
     totals = {name: sum(results[name][0]) for name in ways}
     summary = {
+        "mode": args.mode,
         "face": args.face,
         "device": registry.device,
         "frames": args.frames,
@@ -97,9 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         "cached_s": round(totals["cached"], 3),
         "speedup": round(totals["uncached"] / totals["cached"], 3),
         "rounds_s": {name: [round(s, 3) for s in results[name][0]] for name in ways},
-        "vit_passes_uncached": ways["uncached"].stats.images,
-        "vit_passes_cached": ways["cached"].stats.images,
-        "cache_mb": round(ways["cached"].cached_feature_bytes() / 1e6, 1),
+        "vit_passes_uncached": ways["uncached"].vision_cache.passes,
+        "vit_passes_cached": ways["cached"].vision_cache.passes,
+        "cache_mb": round(ways["cached"].vision_cache.nbytes() / 1e6, 3),
         "instances": sum(len(answer) for answer in results["cached"][1]),
         "instances_equal": results["uncached"][1] == results["cached"][1],
         "build_s": build_s,

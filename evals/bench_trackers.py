@@ -20,25 +20,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
-from evals.bench_options import add_model_options, count, parse_with_registry
+from evals.bench_options import add_model_options, count, parse_with_registry, write_frames
 from tools.cli import ArgumentParser
-from tools.frames import FrameRef, frame_refs_from_files
+from tools.frames import FrameRef
 from tools.models.base import ModelSpec
-from tools.synthclip import synthetic_frame
 
 FAMILIES = ("sam2_video", "sam2_meta")
 BOXES = np.array([[0.10, 0.20, 0.45, 0.70], [0.50, 0.30, 0.90, 0.85]], np.float32)
 """The two seed boxes as fractions of the frame (x0, y0, x1, y1)."""
-
-
-def write_frames(folder: Path, count: int, size: tuple[int, int]) -> list[FrameRef]:
-    """`count` PNG frames of `size` (w, h) px from tools.synthclip (a disc and a square moving), 1 frame per second."""
-    paths = [folder / f"{k:05d}.png" for k in range(count)]
-    for k, path in enumerate(paths):
-        Image.fromarray(synthetic_frame(k, *size)).save(path)
-    return frame_refs_from_files(paths, [float(k) for k in range(count)])
 
 
 def time_tracker(tracker: Any, frames: list[FrameRef]) -> tuple[float, float, int]:

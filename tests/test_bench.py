@@ -245,19 +245,21 @@ def test_tracker_bench_times_both_trackers_on_the_same_frames(capsys: pytest.Cap
     )
 
 
-def test_sam3_bench_reuses_vision_features_over_refine_rounds(capsys: pytest.CaptureFixture[str]) -> None:
-    """evals.bench_sam3 with the tiny face: the cached way runs one ViT pass per frame over all rounds, the uncached
-    way one per frame and round, with equal instances; its last stdout line is the JSON summary. A bad option of the
-    single-model benches is one line on stderr and exit code 2."""
-    args = ["--face", "tiny", "--frames", "2", "--rounds", "3", "--size", "96x64", "--device", "cpu"]
+@pytest.mark.parametrize("mode", ["image", "video"])
+def test_sam3_bench_reuses_vision_features_over_refine_rounds(mode: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """evals.bench_sam3 with the tiny face, in both modes: the cached way runs one ViT pass per frame over all rounds,
+    the uncached way one per frame and round, with equal answers; its last stdout line is the JSON summary. A bad
+    option of the single-model benches is one line on stderr and exit code 2."""
+    args = ["--mode", mode, "--face", "tiny", "--frames", "2", "--rounds", "3", "--size", "96x64", "--device", "cpu"]
     assert bench_sam3.main(args) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert (summary["vit_passes_uncached"], summary["vit_passes_cached"]) == (6, 2)
+    assert summary["mode"] == mode and (summary["vit_passes_uncached"], summary["vit_passes_cached"]) == (6, 2)
     assert summary["instances_equal"] and summary["instances"] > 0 and summary["cache_mb"] > 0
     assert all(len(summary["rounds_s"][way]) == 3 for way in ("uncached", "cached")) and summary["speedup"] > 0
     for bench, bad in (
         (bench_sam3, ["--frames", "0"]),
         (bench_sam3, ["--phrases", " , "]),
+        (bench_sam3, ["--mode", "track"]),
         (bench_trackers, ["--repeats", "x"]),
         (bench_trackers, ["--device", "tpu"]),
     ):

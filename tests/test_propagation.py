@@ -333,14 +333,15 @@ def test_sam3_labels_instances_per_phrase(text_segmenter: sam3.Sam3TextSegmenter
 
 def test_sam3_thresholds_and_empty_phrases(text_segmenter: sam3.Sam3TextSegmenter) -> None:
     assert text_segmenter.segment_text(_image(2), ["dog"], threshold=1.0) == []
-    before = text_segmenter.stats.images
+    before = text_segmenter.vision_cache.passes
     assert text_segmenter.segment_text(_image(2), ["", "  "]) == []
-    assert text_segmenter.stats.images == before
+    assert text_segmenter.vision_cache.passes == before
 
 
 def test_sam3_vision_features_are_encoded_once_per_picture(text_segmenter: sam3.Sam3TextSegmenter) -> None:
-    """Refine rounds (the same pictures, other thresholds or phrases) reuse each picture's vision features: the same
-    instances as without the cache, one ViT pass per picture while it is cached, one set of position encodings."""
+    """Refine rounds (the same pictures, other thresholds or phrases) reuse each picture's ViT output: the same
+    instances as without the cache, one ViT pass per picture while it is cached, and the features transformers'
+    own get_vision_features gives, whether the ViT ran or not."""
 
     def segmenter(frames: int) -> sam3.Sam3TextSegmenter:
         model, processor = text_segmenter.model, text_segmenter.processor
@@ -354,14 +355,20 @@ def test_sam3_vision_features_are_encoded_once_per_picture(text_segmenter: sam3.
             b = uncached.segment_text(picture, phrases, threshold=threshold, mask_threshold=0.5)
             assert a and [(i.phrase, i.score, i.box) for i in a] == [(i.phrase, i.score, i.box) for i in b]
             assert all(np.array_equal(x.mask, y.mask) for x, y in zip(a, b, strict=True))
-    assert (cached.stats.images, cached.stats.cached_images, uncached.stats.images) == (2, 4, 6)
-    first, second = (cached._vision_features(p) for p in pictures)
-    assert first.fpn_position_encoding is second.fpn_position_encoding  # held once for every entry
-    assert first.fpn_hidden_states[0].shape == second.fpn_hidden_states[0].shape
-    assert not torch.equal(first.fpn_hidden_states[0], second.fpn_hidden_states[0])
+    assert (cached.vision_cache.passes, cached.vision_cache.reused, uncached.vision_cache.passes) == (2, 4, 6)
+    pixels = text_segmenter.processor(images=pictures[0], return_tensors="pt")["pixel_values"]
+    with torch.inference_mode():
+        theirs = text_segmenter.model.get_vision_features(pixel_values=pixels)
+        ours = cached._vision_features(pictures[0])
+    assert cached.vision_cache.reused == 5
+    assert torch.equal(ours.last_hidden_state, theirs.last_hidden_state)
+    for name in ("fpn_hidden_states", "fpn_position_encoding"):
+        assert all(torch.equal(a, b) for a, b in zip(getattr(ours, name), getattr(theirs, name), strict=True))
+    hidden = ours.last_hidden_state
+    assert cached.vision_cache.nbytes() == 2 * hidden.numel() * hidden.element_size()
     cached.segment_text(_image(12), ["dog"])  # a third picture: the least recently used one is dropped
-    cached.segment_text(pictures[0], ["dog"])
-    assert cached.stats.images == 4 and cached.vision_cache.stats.evictions == 2
+    cached.segment_text(pictures[1], ["dog"])
+    assert cached.vision_cache.passes == 4 and cached.vision_cache.entries.stats.evictions == 2
 
 
 def test_sam3_tiny_tokenizer_encodes_any_text() -> None:

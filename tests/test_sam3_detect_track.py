@@ -25,7 +25,7 @@ from tools.models import sam3, sam3_detect_track, sam3_video
 from tools.models.base import ModelSpec
 from tools.models.registry import ModelRegistry
 from tools.rle import decode_rle
-from tools.runfiles import read_mask_png
+from tools.runfiles import read_json, read_mask_png
 from tools.tracing import read_trace
 from tools.video_segmentation import VideoInstances, segment_video
 
@@ -108,6 +108,26 @@ def test_pruning_is_exact_and_memory_stays_flat(segmenter, frames) -> None:
         assert segmenter.stats.peak_session_frames == 1 and segmenter.stats.frames == n
     assert _same(pruned, full) and min(len(f.object_ids) for f in full) >= 2
     assert peaks[0] == peaks[1] and unpruned_bytes > 5 * peaks[1]
+
+
+def test_refine_rounds_skip_the_vit_on_frames_seen(segmenter, frames) -> None:
+    """Calls over the same frames with another threshold or other prompts (the agent's refine rounds) run no ViT
+    pass and answer as an adapter without the cache does; frames past the cache's capacity are encoded again."""
+    model, processor = segmenter.model, segmenter.processor
+    warm, cold = (
+        sam3_detect_track.Sam3VideoSegmenter(segmenter.spec, model, processor, "cpu", vision_cache_frames=n)
+        for n in (4, 0)
+    )
+    for threshold, prompts in ((0.0, PROMPTS), (0.25, ["guitar"]), (0.0, ["guitar", "dog"])):
+        ours = list(warm.segment_video(frames[:4], prompts, threshold))
+        assert any(found.object_ids for found in ours)
+        assert _same(ours, list(cold.segment_video(frames[:4], prompts, threshold)))
+    cache = warm.vision_cache
+    assert (cache.passes, cache.reused, cold.vision_cache.passes) == (4, 8, 12)
+    list(warm.segment_video(frames[:6], PROMPTS, 0.0))  # 2 new frames
+    assert (cache.passes, cache.reused) == (6, 12)
+    list(warm.segment_video(frames[:6], PROMPTS, 0.0))  # 6 frames in turn through 4 places: none left
+    assert (cache.passes, cache.reused) == (12, 12) and len(cache.entries) == 4
 
 
 def test_release_keeps_what_the_tracker_reads_going_forward() -> None:
@@ -248,3 +268,30 @@ def test_sam3_profile_video_mode_runs_end_to_end(tmp_path: Path) -> None:
     for k in range(1, 5):
         mask = read_mask_png(run_dir / "masks" / f"dog_{k}.png")
         assert mask.shape == (60, 80) and np.any(mask), k
+
+
+def test_agent_refine_rounds_in_video_mode_run_the_vit_once_per_frame(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--profile sam3 --segmentation video` in the agent: each refine round runs SAM 3's video model over the clip
+    again, and only the first round runs its ViT on the frames."""
+    from agent import solve
+
+    caches = []
+    features = sam3.Sam3VisionCache.features
+
+    def recorded(cache: sam3.Sam3VisionCache, *args):
+        caches.append(cache)
+        return features(cache, *args)
+
+    monkeypatch.setattr(sam3.Sam3VisionCache, "features", recorded)
+    clip = write_test_clip(tmp_path / "clip.mp4", seconds=3.0, size=(64, 48))
+    out = tmp_path / "run"
+    args = [str(clip), "--profile", "sam3", "--segmenter", "sam3:tiny", "--segmentation", "video", "--critic", "none"]
+    args += ["--phrases", "dog", "--no-overlay", "--no-cache", "--device", "cpu", "--out", str(out)]
+    assert solve.main(args) == 0
+    capsys.readouterr()
+    rounds = len(read_json(out / "result.json")["agent"]["rounds"])
+    assert rounds >= 2  # the tiny model's tracks fail the checks at first: the planner refines
+    [cache] = set(caches)
+    assert (cache.passes, cache.reused) == (3, 3 * (rounds - 1))

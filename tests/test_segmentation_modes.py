@@ -191,8 +191,8 @@ def test_sam3_agent_refine_rounds_encode_each_frame_once(tmp_path: Path, capsys:
     spec = ModelSpec(role="grounder", family="sam3", model_id="tiny-sam3", face="tiny")
     text_segmenter = load_sam3_grounder(spec, "cpu").model  # the one SAM 3 both roles share in this process
     text_segmenter.vision_cache.clear()  # whatever an earlier test left there
-    stats = text_segmenter.stats
-    before = (stats.images, stats.cached_images)
+    cache = text_segmenter.vision_cache
+    before = (cache.passes, cache.reused)
     out = tmp_path / "run"
     args = [str(clip), "--profile", "sam3", "--grounder", "sam3:tiny", "--segmenter", "sam3:tiny", "--critic", "none"]
     args += ["--phrases", "dog", "--no-overlay", "--no-cache", "--device", "cpu", "--out", str(out)]
@@ -200,5 +200,5 @@ def test_sam3_agent_refine_rounds_encode_each_frame_once(tmp_path: Path, capsys:
     capsys.readouterr()
     rounds = read_json(out / "result.json")["agent"]["rounds"]
     assert len(rounds) >= 2  # nothing passes the tiny model's scores at first: the planner refines
-    assert stats.images - before[0] == 3  # one ViT pass per frame
-    assert stats.cached_images - before[1] == 3 * (len(rounds) - 1)
+    assert cache.passes - before[0] == 3  # one ViT pass per frame
+    assert cache.reused - before[1] == 3 * (len(rounds) - 1)

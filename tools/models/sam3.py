@@ -31,11 +31,12 @@ from transformers import (
     Sam3Model,
     Sam3Processor,
     Sam3VisionConfig,
+    Sam3VisionModel,
     Sam3ViTConfig,
 )
 from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 
-from tools.embedding_cache import LRUCache, image_digest, model_input_size
+from tools.embedding_cache import LRUCache, image_digest
 from tools.errors import InputError
 from tools.models.base import ModelSpec
 from tools.models.precision import scoped_autocast
@@ -191,22 +192,66 @@ def build_random() -> tuple[Sam3Model, Sam3Processor]:
 
 
 VISION_CACHE_FRAMES = 10
-"""Pictures whose SAM 3 vision features are kept, so that a refine round (the same frames, another threshold or
-other phrases) skips the ViT, which is most of a frame's cost: measured on CPU at real size with random weights, one
-ViT pass 30 s against 3 s per phrase decoded. An entry holds the four FPN levels, 256 x (288² + 144² + 72² + 36²)
-values: 113 MB in float32 (half where CUDA's bfloat16 autocast makes them bfloat16; not measured here); the position
-encodings, which depend only on the input size, are held once for all entries. 10 covers every frame of an AVSBench
-clip (5 or 10 sampled). The cache lives as long as the model: a long-lived process (chat, web app) keeps up to 10
-pictures' features between runs."""
+"""Pictures whose SAM 3 ViT output is kept (Sam3VisionCache). 10 covers every frame of an AVSBench clip (5 or 10
+sampled): 212 MB in float32 at 1008 px (half where CUDA's bfloat16 autocast makes it bfloat16; not measured here).
+The cache lives as long as the model: a long-lived process (chat, web app) keeps it between runs."""
+
+
+class Sam3VisionCache:
+    """SAM 3's ViT output for the last `capacity` pictures (0 keeps none), so that a refine round, which asks SAM 3 the
+    same frames with another threshold or other phrases, runs only the FPN neck, the text encoder and the decoders.
+
+    Measured on 2 CPU cores at real size (1008 px, random weights): the ViT takes 32 s a picture, the neck 0.6-0.8 s,
+    a phrase's decode 3 s. An entry is the ViT's last_hidden_state, (1, 72 x 72, 1024): 21 MB in float32. The neck's
+    four FPN levels would save the 0.7 s but hold 113 MB more per picture, so they are recomputed.
+
+    Keys: (picture digest (tools.embedding_cache.image_digest of the decoded frame), pixel tensor shape, its dtype).
+    Counters: `passes` (ViT runs) and `reused` (pictures answered from the cache).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.entries: LRUCache[tuple, torch.Tensor] | None = LRUCache(capacity) if capacity else None
+        self.passes = 0
+        self.reused = 0
+
+    def features(self, encoder: Sam3VisionModel, pixels: torch.Tensor, picture: str) -> Sam3VisionEncoderOutput:
+        """What `encoder(pixels)` returns (last_hidden_state, fpn_hidden_states, fpn_position_encoding) for pixels
+        (B, 3, S, S) of the picture whose digest is `picture`; the ViT runs only when the picture is not cached.
+        Call it under the caller's inference_mode and autocast."""
+        key = (picture, tuple(pixels.shape), str(pixels.dtype))
+        hidden = self.entries.get(key) if self.entries is not None else None
+        if hidden is None:
+            hidden = encoder.backbone(pixels).last_hidden_state
+            self.passes += 1
+            if self.entries is not None:
+                self.entries.put(key, hidden)
+        else:
+            self.reused += 1
+        # The rest of Sam3VisionModel.forward: patch tokens back to their grid, then the FPN neck.
+        patch = encoder.config.backbone_config.patch_size
+        grid = hidden.view(hidden.shape[0], pixels.shape[-2] // patch, pixels.shape[-1] // patch, -1)
+        fpn_hidden_states, fpn_position_encoding = encoder.neck(grid.permute(0, 3, 1, 2))
+        return Sam3VisionEncoderOutput(
+            last_hidden_state=hidden,
+            fpn_hidden_states=fpn_hidden_states,
+            fpn_position_encoding=fpn_position_encoding,
+        )
+
+    def nbytes(self) -> int:
+        """Bytes the cached ViT outputs hold."""
+        entries = self.entries.values() if self.entries is not None else []
+        return sum(t.numel() * t.element_size() for t in entries)
+
+    def clear(self) -> None:
+        if self.entries is not None:
+            self.entries.clear()
 
 
 @dataclass
 class TextSegmentStats:
-    """Running counters: images encoded (ViT passes), images whose features came from the cache, phrase prompts
-    decoded, instances returned, seconds in each stage."""
+    """Running counters: phrase prompts decoded, instances returned, seconds in each stage (encode: preprocessing,
+    ViT when not cached, FPN neck). ViT passes are counted by the vision cache."""
 
-    images: int = 0
-    cached_images: int = 0
     prompts: int = 0
     instances: int = 0
     encode_seconds: float = 0.0
@@ -214,8 +259,8 @@ class TextSegmentStats:
 
 
 class Sam3TextSegmenter:
-    """Text-prompted instance segmentation over a Sam3Model and its processor on one device. Vision features of the
-    last `vision_cache_frames` pictures are kept (by pixel digest; 0 keeps none)."""
+    """Text-prompted instance segmentation over a Sam3Model and its processor on one device. The ViT output of the
+    last `vision_cache_frames` pictures is kept (Sam3VisionCache; 0 keeps none)."""
 
     def __init__(
         self,
@@ -230,10 +275,7 @@ class Sam3TextSegmenter:
         self.processor = processor
         self.device = device
         self.stats = TextSegmentStats()
-        self.vision_cache: LRUCache[tuple, Sam3VisionEncoderOutput] | None = (
-            LRUCache(vision_cache_frames) if vision_cache_frames else None
-        )
-        self._positions: tuple[torch.Tensor, ...] | None = None
+        self.vision_cache = Sam3VisionCache(vision_cache_frames)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -271,46 +313,14 @@ class Sam3TextSegmenter:
         self.stats.decode_seconds += time.perf_counter() - start
         return found
 
-    def cached_feature_bytes(self) -> int:
-        """Bytes the vision cache holds: every entry's FPN levels, and the position encodings they share once."""
-        entries = self.vision_cache.values() if self.vision_cache is not None else []
-        positions = {id(t): t for entry in entries for t in entry.fpn_position_encoding}
-        tensors = [t for entry in entries for t in entry.fpn_hidden_states] + list(positions.values())
-        return sum(t.numel() * t.element_size() for t in tensors)
-
     def _vision_features(self, rgb: Image.Image) -> Sam3VisionEncoderOutput:
-        """The picture's FPN features and position encodings, from the cache or from one ViT pass."""
-        key = (image_digest(rgb), model_input_size(self), str(self.dtype))
-        cached = self.vision_cache.get(key) if self.vision_cache is not None else None
-        if cached is not None:
-            self.stats.cached_images += 1
-            return cached
+        """The picture's vision features, the ViT's part from the cache when the picture was seen."""
         start = time.perf_counter()
         pixels = self.processor(images=rgb, return_tensors="pt", device=self.device)["pixel_values"].to(self.dtype)
         with torch.inference_mode(), scoped_autocast(self.device):
-            encoded = self.model.get_vision_features(pixel_values=pixels)
-        # Only what Sam3Model reads from vision_embeds: the FPN levels and their position encodings.
-        vision = Sam3VisionEncoderOutput(
-            fpn_hidden_states=encoded.fpn_hidden_states,
-            fpn_position_encoding=self._shared_positions(encoded.fpn_position_encoding),
-        )
-        self.stats.images += 1
+            vision = self.vision_cache.features(self.model.vision_encoder, pixels, image_digest(rgb))
         self.stats.encode_seconds += time.perf_counter() - start
-        if self.vision_cache is not None:
-            self.vision_cache.put(key, vision)
         return vision
-
-    def _shared_positions(self, positions: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        """`positions`, or the equal ones an earlier picture got, so cached entries hold them once."""
-        held = self._positions
-        if held is not None and len(held) == len(positions) and all(map(_same_tensor, held, positions)):
-            return held
-        self._positions = positions
-        return positions
-
-
-def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
 
 
 def _instances(phrase: str, result: dict[str, torch.Tensor]) -> list[TextInstance]:

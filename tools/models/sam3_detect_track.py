@@ -26,12 +26,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import Sam3VideoConfig, Sam3VideoModel, Sam3VideoProcessor
+from transformers import PreTrainedModel, ProcessorMixin, Sam3Model, Sam3VideoConfig, Sam3VideoModel, Sam3VideoProcessor
+from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 from transformers.models.sam3_video.modeling_sam3_video import (
     Sam3VideoInferenceSession,
     Sam3VideoSegmentationOutput,
 )
 
+from tools.embedding_cache import image_digest
 from tools.frames import FrameRef, load_frame
 from tools.models import sam3, sam3_video
 from tools.models.base import ModelSpec
@@ -98,7 +100,22 @@ class Sam3VideoSegmenter(StreamingVideoAdapter):
     the C closest conditioning frames and takes object pointers from them only. transformers takes pointers from
     every conditioning frame instead, so on a clip whose objects gather more than C conditioning frames older than
     P frames the two differ; before that, pruning is exact (tested against the unpruned session).
+
+    Across calls, the ViT output of the last `vision_cache_frames` frames is kept (sam3.Sam3VisionCache, by the
+    decoded frame's digest), so a refine round over the same frames skips the ViT. The model is changed for the
+    length of each frame's forward (thresholds, where vision features come from): one call at a time per adapter.
     """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        model: PreTrainedModel,
+        processor: ProcessorMixin,
+        device: str,
+        vision_cache_frames: int = sam3.VISION_CACHE_FRAMES,
+    ) -> None:
+        super().__init__(spec, model, processor, device)
+        self.vision_cache = sam3.Sam3VisionCache(vision_cache_frames)
 
     def segment_video(
         self, frames: Sequence[FrameRef], prompts: Sequence[str], threshold: float, max_side: int | None = None
@@ -145,10 +162,17 @@ class Sam3VideoSegmenter(StreamingVideoAdapter):
         """One frame: decode, preprocess, detect every prompt and track every object."""
         start = time.perf_counter()
         image, _ = load_frame(ref, max_side)
+        picture = image_digest(image)
         pixels = self.processor(images=image, return_tensors="pt", device=self.device)["pixel_values"][0]
         del image  # at most one decoded frame is alive at a time
         session.add_new_frame(pixels, pos)
-        with torch.inference_mode(), scoped_autocast(self.device), _thresholds(self.model, threshold):
+        detector = self.model.detector_model
+        with (
+            torch.inference_mode(),
+            scoped_autocast(self.device),
+            _thresholds(self.model, threshold),
+            _vision_through(self.vision_cache, detector, picture),
+        ):
             # Naming the frame index (not transformers' `frame=` streaming call) runs the whole-video code path:
             # hotstart removals on, object-pointer time offsets normalised by min(clip length, P) as in Meta's.
             out = self.model(inference_session=session, frame_idx=pos)
@@ -190,6 +214,21 @@ def _thresholds(model: Sam3VideoModel, threshold: float) -> Iterator[None]:
         yield
     finally:
         model.score_threshold_detection, model.new_det_thresh = saved
+
+
+@contextlib.contextmanager
+def _vision_through(cache: sam3.Sam3VisionCache, detector: Sam3Model, picture: str) -> Iterator[None]:
+    """The detector's get_vision_features answered through `cache` for the block: Sam3VideoModel calls it once per
+    frame, with that frame's pixels, and shares the result between its detector and its tracker."""
+
+    def features(pixel_values: torch.Tensor) -> Sam3VisionEncoderOutput:
+        return cache.features(detector.vision_encoder, pixel_values, picture)
+
+    detector.get_vision_features = features
+    try:
+        yield
+    finally:
+        del detector.get_vision_features
 
 
 # What each stored per-frame output holds (transformers 5.24): pred_masks (low-res logits), high_res_masks,
