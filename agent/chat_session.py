@@ -41,6 +41,7 @@ from graphs.context import AgentSettings, RunContext
 from graphs.pipeline import VideoSource
 from graphs.planners import ChatPlanner
 from tools.cache import DiskCache
+from tools.datamodel import FIRST_FRAME_NUMBER
 from tools.errors import InputError, OpenAVSError
 from tools.media import probe_clip
 from tools.models.registry import ModelRegistry
@@ -115,6 +116,7 @@ class ChatSession:
             profile=self.settings.profile,
             device=self._registry.device,
             meaningful=self.settings.meaningful,
+            frames_from=FIRST_FRAME_NUMBER,
         )
         self._conn = sqlite3.connect(self.run_dir / CHAT_DB, check_same_thread=False)
         self._graph = build_chat().compile(checkpointer=SqliteSaver(self._conn))

@@ -23,6 +23,7 @@ from graphs.pipeline import FramesSource, VideoSource, build_pipeline
 from graphs.planners import ChatPlanner
 from tools.cache import DiskCache
 from tools.critic import Critic, OpenAIVlmCritic
+from tools.datamodel import FIRST_FRAME_NUMBER
 from tools.errors import InputError
 from tools.models.registry import ModelRegistry, ensure_weights_available
 from tools.runfiles import read_json, write_json_atomic
@@ -153,6 +154,7 @@ def run_graph(
         profile=settings.profile,
         device=registry.device,
         meaningful=settings.meaningful,
+        frames_from=FIRST_FRAME_NUMBER,
     )
     preload_models(settings, registry, tracer, context.progress)
     start = time.perf_counter()

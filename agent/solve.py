@@ -28,6 +28,7 @@ from graphs.context import LLMSettings, PipelineSettings
 from graphs.pipeline import VideoSource
 from tools.cache import DiskCache, default_cache_dir
 from tools.cli import ArgumentParser
+from tools.datamodel import frame_number
 from tools.errors import InputError, OpenAVSError
 from tools.media import probe_clip
 from tools.sampling import parse_frame_strategy
@@ -164,7 +165,9 @@ def _agent_updates(args: argparse.Namespace) -> dict:
 def _summary(state: dict, run_dir: Path) -> str:
     lines = [f"run folder: {run_dir}"]
     for frame, phrases in zip(state["frames"], state["phrases"], strict=True):
-        lines.append(f"  frame {frame['index'] + 1} at {frame['timestamp_s']:.2f} s: {', '.join(phrases) or '-'}")
+        lines.append(
+            f"  frame {frame_number(frame['index'])} at {frame['timestamp_s']:.2f} s: {', '.join(phrases) or '-'}"
+        )
     return "\n".join(lines)
 
 

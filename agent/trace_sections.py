@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from agent.trace_run import RunData, Thumbs, inside
+from tools.datamodel import frame_number
 from tools.htmltext import as_dict, as_list, empty, esc, fmt, num, pre, table
 from tools.overlay import PALETTE
 from tools.rle import decode_rle
@@ -384,7 +385,7 @@ def _mask_row(data: RunData, thumbs: Thumbs, frame: dict[str, Any]) -> str:
     if objects:
         detail += table(["", "phrase", "box", "box score", "mask score", "area px"], objects)
     k = frame.get("index", frame.get("frame_index"))
-    number = k + 1 if isinstance(k, int) and not isinstance(k, bool) else k  # counted from 1, as the mask files are
+    number = frame_number(k) if isinstance(k, int) and not isinstance(k, bool) else k
     return f'<div class="frame"><h4>frame {esc(number)}</h4><div class="row">{figures}<div>{detail}</div></div></div>'
 
 

@@ -28,7 +28,7 @@ from graphs.planners import BuiltinPlanner, Planner, PlannerTurn
 from graphs.result import write_outputs
 from graphs.stages import load_clip, read_masks
 from prompts.planner import render_task
-from tools.datamodel import Detections, FrameMasks
+from tools.datamodel import Detections, FrameMasks, frame_number
 from tools.errors import OpenAVSError
 
 
@@ -284,7 +284,7 @@ def flag_answer(state: AgentState, best: dict[str, Any] | None) -> str | None:
 
 
 def _answer_text(phrases: list[list[str]], final: dict[str, Any]) -> str:
-    per_frame = "; ".join(f"frame {k + 1}: {', '.join(p) or 'nothing'}" for k, p in enumerate(phrases))
+    per_frame = "; ".join(f"frame {frame_number(k)}: {', '.join(p) or 'nothing'}" for k, p in enumerate(phrases))
     confidence = "" if final["confidence"] is None else f" Confidence {final['confidence']:.2f}."
     flag = f" Flagged: {final['flagged']}." if final["flagged"] else ""
     return f"Sounding objects — {per_frame}.{confidence}{flag}"

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from graphs.chat_format import findings_text, frame_numbers, listing, quote
+from tools.datamodel import frame_index_of
 
 MAX_EVENTS = 12
 REFINE_PREFIX = "Refine:"
@@ -26,8 +27,12 @@ def trace_events(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every explainable event of a trace, in order: {turn, round, kind, text}."""
     events: list[dict[str, Any]] = []
     turn = 0
+    first_number = 0  # a trace without frames_from was written when tool results counted frames from 0
     for record in records:
         kind, name = record.get("kind"), record.get("name")
+        if kind == "run_start":
+            first_number = record.get("frames_from", 0)
+            continue
         if kind == "chat_turn":
             turn = record.get("turn", turn + 1)
             text = f"you asked {quote(record.get('text', ''), 120)}"
@@ -36,7 +41,7 @@ def trace_events(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             text = f"decided to {record.get('action')}: {reason}".rstrip(": ")
             kind = "refine" if reason.startswith(REFINE_PREFIX) else kind
         elif kind == "tool_call" and name == "ground" and not record.get("error"):
-            text = _grounding_text(record)
+            text = _grounding_text(record, first_number)
         elif kind == "tool_call" and name == "translate" and not record.get("error"):
             text = _translation_text(record)
         elif kind == "critique":
@@ -69,7 +74,8 @@ def explain_trace(records: list[dict[str, Any]], subject: str | None, before_tur
     return {"subject": subject, "matched": matched, "events": chosen[-MAX_EVENTS:], "total_events": len(events)}
 
 
-def _grounding_text(record: dict[str, Any]) -> str:
+def _grounding_text(record: dict[str, Any], first_number: int) -> str:
+    """What one ground tool call looked for, found and missed; its result numbers frames from `first_number`."""
     arguments = record.get("arguments", {})
     frames = record.get("result", {}).get("frames", [])
     asked = list(dict.fromkeys(p for frame in arguments.get("phrases", []) for p in frame))
@@ -79,7 +85,7 @@ def _grounding_text(record: dict[str, Any]) -> str:
         for hit in frame.get("found", []):
             found.setdefault(hit["phrase"], []).append(hit["score"])
         for phrase in frame.get("not_found", []):
-            missed.setdefault(phrase, []).append(frame["frame"] - 1)  # frame numbers count from 1
+            missed.setdefault(phrase, []).append(frame_index_of(frame["frame"], first_number))
     how = f"box threshold {arguments.get('box_threshold')}" + (
         ", one phrase at a time" if arguments.get("one_at_a_time") else ""
     )

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from prompts.translate import sanitize
+from tools.datamodel import frame_number
 
 T = TypeVar("T")
 MAX_QUOTE_CHARS = 160
@@ -14,26 +15,23 @@ MAX_QUOTE_CHARS = 160
 
 def frame_label(frames: Sequence[dict[str, Any]], k: int) -> str:
     """'frame 2 at 1.96 s' for the frame at position k."""
-    return f"frame {k + 1} at {frames[k]['timestamp_s']:.2f} s"
+    return f"frame {frame_number(k)} at {frames[k]['timestamp_s']:.2f} s"
 
 
 def span_label(frames: Sequence[dict[str, Any]], positions: Sequence[int]) -> str:
     """'frame 2 at 1.96 s', or 'frames 1-3 (0.96-2.96 s)' for consecutive positions, or a list otherwise."""
     if len(positions) == 1:
         return frame_label(frames, positions[0])
-    first, last = positions[0], positions[-1]
-    times = f"{frames[first]['timestamp_s']:.2f}-{frames[last]['timestamp_s']:.2f} s"
-    if list(positions) == list(range(first, last + 1)):
-        return f"frames {first + 1}-{last + 1} ({times})"
-    return f"frames {', '.join(str(k + 1) for k in positions)} ({times})"
+    times = f"{frames[positions[0]]['timestamp_s']:.2f}-{frames[positions[-1]]['timestamp_s']:.2f} s"
+    return f"frames {frame_numbers(positions)} ({times})"
 
 
 def frame_numbers(positions: Sequence[int]) -> str:
-    """'1-3' or '1, 4' (counted from 1)."""
+    """'1-3' or '1, 4' (counted from 1) for sorted or unsorted positions."""
     positions = sorted(set(positions))
     if len(positions) > 1 and positions == list(range(positions[0], positions[-1] + 1)):
-        return f"{positions[0] + 1}-{positions[-1] + 1}"
-    return ", ".join(str(k + 1) for k in positions)
+        return f"{frame_number(positions[0])}-{frame_number(positions[-1])}"
+    return ", ".join(str(frame_number(k)) for k in positions)
 
 
 def group_runs(values: Sequence[T], key: Callable[[T], Any] = lambda v: v) -> list[list[int]]:

@@ -35,6 +35,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tools.datamodel import frame_index_of
+
 Kind = Literal["help", "explain", "save", "exclude", "only", "include", "segment", "what", "unknown"]
 MAX_OBJECTS = 5
 MAX_OBJECT_WORDS = 4
@@ -129,7 +131,7 @@ def _focus(line: str) -> tuple[int | None, float | None]:
     """The frame (0-based) or time a question points at, if any."""
     frame = _FRAME.search(line)
     if frame:
-        return max(int(frame.group(1)) - 1, 0), None
+        return max(frame_index_of(int(frame.group(1))), 0), None
     clock = _CLOCK.search(line)
     if clock:
         return None, int(clock.group(1)) * 60 + float(clock.group(2))

@@ -18,7 +18,7 @@ from graphs.context import RunContext
 from prompts.translate import PROMPT_VERSION
 from tools.audio import describe_audio, tag_audio
 from tools.cache import DiskCache, array_digest
-from tools.datamodel import Detections, FrameMasks, ObjectMask
+from tools.datamodel import Detections, FrameMasks, ObjectMask, frame_number
 from tools.embedding_cache import with_detection_cache, with_embedding_cache
 from tools.errors import InputError
 from tools.frames import WORK_PNG_LEVEL, FrameRef, extract_frames, frame_refs_from_files, load_frame
@@ -453,7 +453,7 @@ ROUND_OVERLAY_SIDE = 448
 
 def overlay_paths(run_dir: Path, round_index: int, n_frames: int) -> list[Path]:
     """work/overlays/round<r>_<k+1>.png: the overlays a round's critique looks at (frame numbers from 1)."""
-    return [run_dir / "work" / "overlays" / f"round{round_index}_{k + 1}.png" for k in range(n_frames)]
+    return [run_dir / "work" / "overlays" / f"round{round_index}_{frame_number(k)}.png" for k in range(n_frames)]
 
 
 def render_round_overlays(

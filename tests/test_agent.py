@@ -246,3 +246,4 @@ def test_every_message_counts_frames_from_one(tmp_path: Path) -> None:
     assert [result["verdict"]["frames"] for result in critiques] == [[k + 1 for k in f] for f in traced]
     assert traced[0] == [0, 1, 2]
     assert [f["index"] for f in read_json(rig.run_dir / "result.json")["frames"]] == [0, 1, 2]
+    assert [r["frames_from"] for r in rig.trace() if r["kind"] == "run_start"] == [1]  # read back by chat_explain

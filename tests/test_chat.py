@@ -16,6 +16,7 @@ from langchain_core.messages import AIMessage
 
 from agent import chat as chat_cli
 from agent.chat_session import ChatEvent, ChatSession
+from graphs.chat_explain import trace_events
 from graphs.chat_intents import parse_request
 from tests.agent_rig import MAN_BOX, PIANO_BOX
 from tests.chat_rig import ChatRig, ask, tools_called
@@ -78,6 +79,21 @@ def test_what_is_making_the_sound_cites_frames_times_phrases_and_scores(tmp_path
     assert rig.captioner.calls and len(rig.captioner.calls) == 1
 
 
+def test_explain_reads_each_grounding_with_the_frame_numbers_its_run_wrote() -> None:
+    """A conversation begun when tool results counted frames from 0 (run_start without frames_from) and continued
+    after they counted from 1: the same missed frames read as the same frame numbers in both parts."""
+
+    def missed_in(numbers: list[int]) -> dict:
+        frames = [{"frame": k, "found": [], "not_found": ["piano"]} for k in numbers]
+        arguments = {"phrases": [["piano"]] * len(numbers), "box_threshold": 0.3}
+        return {"kind": "tool_call", "name": "ground", "round": 0, "arguments": arguments, "result": {"frames": frames}}
+
+    old = [{"kind": "run_start", "name": "chat"}, {"kind": "chat_turn", "turn": 1, "text": "go"}, missed_in([0, 1])]
+    new = [{"kind": "run_start", "name": "chat", "frames_from": 1}, {"kind": "chat_turn", "turn": 2, "text": "again"}]
+    texts = [e["text"] for e in trace_events([*old, *new, missed_in([1, 2])]) if e["kind"] == "result"]
+    assert len(texts) == 2 and all(text.endswith("not found: piano in frames 1-2") for text in texts)
+
+
 def test_only_also_why_and_save_edit_the_masks_and_answer_from_the_trace(tmp_path: Path) -> None:
     rig = ChatRig(tmp_path)
     with rig.session() as chat:
@@ -107,6 +123,7 @@ def test_only_also_why_and_save_edit_the_masks_and_answer_from_the_trace(tmp_pat
     assert result["chat"]["turn"] == 5 and result["chat"]["verdict"]["ok"] and result["chat"]["thread"]
     trace = read_trace(rig.chat_dir / "trace.jsonl")
     assert [r["text"] for r in trace if r["kind"] == "chat_turn"][:2] == ["segment it", "only the man"]
+    assert {r["frames_from"] for r in trace if r["kind"] == "run_start"} == {1}
     assert sum(r["kind"] == "chat_answer" for r in trace) == 6
 
 

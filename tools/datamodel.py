@@ -15,11 +15,20 @@ import numpy as np
 
 from tools.rle import RLE, decode_rle, encode_rle, rle_area, rle_union_area
 
+FIRST_FRAME_NUMBER = 1
+"""What every message, file name and page numbers the first frame: AVSBench's mask files are <video>_1.png, ...
+Data fields (index, frame_index, a verdict's frames) keep 0-based indices."""
+
 
 def frame_number(frame_index: int) -> int:
-    """The frame as every message counts it (findings, advice, tool results, prompts): from 1, as AVSBench's mask
-    files (<video>_1.png, ...) and the command line's summary do; data fields keep the 0-based index."""
-    return frame_index + 1
+    """The frame as every message counts it (findings, advice, tool results, prompts, file names, pages)."""
+    return frame_index + FIRST_FRAME_NUMBER
+
+
+def frame_index_of(number: int, first: int = FIRST_FRAME_NUMBER) -> int:
+    """The 0-based index of the frame a message numbers `number`, counting from `first` (0 in traces written before
+    messages counted from 1)."""
+    return number - first
 
 
 @dataclass(frozen=True)

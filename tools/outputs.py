@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from tools.datamodel import FrameMasks
+from tools.datamodel import FrameMasks, frame_number
 from tools.frames import FrameRef, read_rgb
 from tools.overlay import render_overlay, write_overlay_video
 from tools.parallel import for_each_in_threads, map_ahead
@@ -16,7 +16,7 @@ from tools.runfiles import staged_dir, write_mask_png
 
 def mask_file_name(stem: str, frame_index: int) -> str:
     """AVSBench naming: `<stem>_<k>.png` with k counted from 1."""
-    return f"{stem}_{frame_index + 1}.png"
+    return f"{stem}_{frame_number(frame_index)}.png"
 
 
 def write_masks_folder(folder: Path, stem: str, masks: Sequence[FrameMasks]) -> list[str]:

@@ -4,7 +4,8 @@ Every record has `ts` (Unix seconds), `kind`, `name` and `ms` (duration, 0 for i
 has refinement rounds, plus the event's own fields. Records are flushed one line at a time so a crashed run still
 has the trace up to the crash. The kinds and their fields:
 
-- run_start: source, profile, device, meaningful (False when any model has random weights), resume
+- run_start: source, profile, device, meaningful (False when any model has random weights), resume, frames_from
+  (the number messages give the first frame: 1; absent from traces written when they counted from 0)
 - model_load: model, face, device (name = role)
 - node: seconds and the node's summary fields (name = graph node)
 - model_call: model, its inputs and outputs in brief, tokens (name = role: captioner, tagger)
