@@ -85,21 +85,20 @@ def _video_round(video_segmenter: Sam3VideoSegmenter, frames: list[FrameRef], ph
     return run
 
 
-def _round(mode: str, adapter: Any, frames: list[FrameRef], phrases: list[str]) -> Round:
-    return (_image_round if mode == "image" else _video_round)(adapter, frames, phrases)
+MODES: dict[str, tuple[str, str, type, Callable[..., Round]]] = {
+    "image": ("text_segmenter", "sam3", Sam3TextSegmenter, _image_round),
+    "video": ("video_segmenter", "sam3_video", Sam3VideoSegmenter, _video_round),
+}
+"""Per mode: the role and family the registry builds SAM 3 under, the adapter class, and how a round runs it."""
 
 
 def _ways(mode: str, registry: ModelRegistry, face: str) -> tuple[Any, dict[str, Any]]:
     """The registry's adapter for `mode` (warm-up only), and the uncached and cached ways over its model."""
-    if mode == "image":
-        spec = ModelSpec(role="text_segmenter", family="sam3", model_id="facebook/sam3", face=face)
-        adapter: Any = Sam3TextSegmenter
-    else:
-        spec = ModelSpec(role="video_segmenter", family="sam3_video", model_id="facebook/sam3", face=face)
-        adapter = Sam3VideoSegmenter
+    role, family, adapter_class, _ = MODES[mode]
+    spec = ModelSpec(role=role, family=family, model_id="facebook/sam3", face=face)
     shared = registry.get(spec)
     return shared, {
-        name: adapter(spec, shared.model, shared.processor, registry.device, vision_cache_frames=frames)
+        name: adapter_class(spec, shared.model, shared.processor, registry.device, vision_cache_frames=frames)
         for name, frames in (("uncached", 0), ("cached", VISION_CACHE_FRAMES))
     }
 
@@ -118,7 +117,7 @@ def time_rounds(run: Round, rounds: int, device: str) -> tuple[list[float], list
 
 def _parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m evals.bench_sam3", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=("image", "video"), default="image", help="segmentation mode (default image)")
+    parser.add_argument("--mode", choices=tuple(MODES), default="image", help="segmentation mode (default image)")
     parser.add_argument("--frames", type=count, default=3, help="frames of the clip (default 3)")
     parser.add_argument("--rounds", type=count, default=3, help="rounds: the first plus refine rounds (default 3)")
     parser.add_argument("--phrases", type=phrase_list, default="dog,piano", help="comma-separated (default dog,piano)")
@@ -134,9 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="openavs-sam3-") as tmp:
         frames = write_frames(Path(tmp), args.frames, args.size)
         # Warm-up, outside both ways: first-call allocations, kernel choices.
-        _round(args.mode, shared, frames[:1], args.phrases[:1])(_threshold(0))
+        round_of = MODES[args.mode][3]
+        round_of(shared, frames[:1], args.phrases[:1])(_threshold(0))
         results = {
-            name: time_rounds(_round(args.mode, way, frames, args.phrases), args.rounds, registry.device)
+            name: time_rounds(round_of(way, frames, args.phrases), args.rounds, registry.device)
             for name, way in ways.items()
         }
     print(f"{'round':<7}" + "".join(f"{name:>12}" for name in ways))
