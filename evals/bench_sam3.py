@@ -5,12 +5,16 @@ SAM 3 (`--profile sam3`) in one segmentation mode:
 - `--mode image` (default): per round, the Sam3Grounder role detects the phrases on every frame (a ViT pass per
   frame unless cached, a decoder pass per phrase), then the Sam3Segmenter role answers the boxes found;
 - `--mode video` (`--segmentation video`): per round, SAM 3's video model detects and tracks the phrases through
-  the clip (a ViT pass per frame unless cached, a detector pass per phrase, the tracker per object).
+  the clip (a ViT pass per frame unless cached, a detector pass per phrase, the tracker per object);
+- `--mode propagate` (`--segmentation propagate`): per round, the Sam3Grounder role detects the phrases on the seed
+  candidates, then SAM 3's tracker, on the detector's ViT, carries the best-grounded frame's best two instances
+  through the clip (a ViT pass per frame grounded and per frame tracked unless cached: the two share one cache).
 Rounds differ as the built-in planner's do: the threshold steps up by 0.05 from 0.25. The uncached way (cache of 0
 frames, what SAM 3 did before the cache) runs first, then the cached way; both share the model, start cold and see
 the same synthetic frames; one untimed call warms the model up first. Their answers must be equal. Prints a table,
 then as the LAST stdout line one JSON object: mode, frames, rounds, uncached_s, cached_s, speedup,
-vit_passes_uncached, vit_passes_cached, cache_mb, instances and instances_equal.
+vit_passes_uncached, vit_passes_cached, cache_mb, parameters_mb (what the mode's models hold, a shared ViT once),
+parameters_mb_without_sharing (each model with its own ViT), instances and instances_equal.
 """
 
 from __future__ import annotations
@@ -28,13 +32,18 @@ import torch
 from PIL import Image
 
 from evals.bench_options import add_model_options, count, parse_with_registry, phrase_list, write_frames
+from graphs.context import PipelineSettings
 from tools.cli import ArgumentParser
-from tools.frames import FrameRef
+from tools.datamodel import Detections
+from tools.frames import FrameRef, load_frame
 from tools.models.base import ModelSpec
 from tools.models.registry import ModelRegistry
-from tools.models.sam3 import VISION_CACHE_FRAMES, Sam3TextSegmenter
+from tools.models.sam3 import Sam3TextSegmenter
 from tools.models.sam3_detect_track import Sam3VideoSegmenter
 from tools.models.sam3_roles import InstanceStore, Sam3Grounder, Sam3Segmenter
+from tools.models.sam3_video import Sam3TrackerVideoPropagator
+from tools.models.sam3_vision import VISION_CACHE_FRAMES, Sam3VisionCache
+from tools.propagation import best_seed_frame, propagate_detections, seed_candidates
 
 Answer = list[tuple]
 """One frame's answer in one round: per instance, what identifies it (phrase or prompt, box or object id), its
@@ -85,22 +94,103 @@ def _video_round(video_segmenter: Sam3VideoSegmenter, frames: list[FrameRef], ph
     return run
 
 
-MODES: dict[str, tuple[str, str, type, Callable[..., Round]]] = {
-    "image": ("text_segmenter", "sam3", Sam3TextSegmenter, _image_round),
-    "video": ("video_segmenter", "sam3_video", Sam3VideoSegmenter, _video_round),
-}
-"""Per mode: the role and family the registry builds SAM 3 under, the adapter class, and how a round runs it."""
+SEED_FRAMES: int = PipelineSettings.model_fields["seed_frames"].default
+"""Frames grounded to choose the seed (the pipeline's default)."""
+SEED_OBJECTS = 2
+"""Instances of the seed frame tracked: the best two (the graphs track all of them, dozens with random weights; the
+tracker's cost per object is not what this bench measures)."""
 
 
-def _ways(mode: str, registry: ModelRegistry, face: str) -> tuple[Any, dict[str, Any]]:
-    """The registry's adapter for `mode` (warm-up only), and the uncached and cached ways over its model."""
-    role, family, adapter_class, _ = MODES[mode]
-    spec = ModelSpec(role=role, family=family, model_id="facebook/sam3", face=face)
-    shared = registry.get(spec)
+def _propagate_round(way: PropagateWay, frames: list[FrameRef], phrases: list[str]) -> Round:
+    """Rounds of propagate mode, as graphs/stages.py runs them: the Sam3Grounder role detects the phrases on the
+    seed candidates (SEED_FRAMES frames evenly spaced), and SAM 3's tracker carries the SEED_OBJECTS best instances
+    of the best-grounded frame through the clip."""
+    text_segmenter, tracker = way
+    grounder = Sam3Grounder(text_segmenter.spec, text_segmenter, InstanceStore())
+    candidates = seed_candidates([True] * len(frames), SEED_FRAMES)
+
+    def run(threshold: float) -> list[Answer]:
+        images = [load_frame(frames[k])[0] for k in candidates]  # decoded as the tracker decodes them
+        found = grounder.detect(images, [phrases] * len(images), [frames[k].index for k in candidates], threshold, 0)
+        seed_index = best_seed_frame(found)
+        if seed_index is None:
+            return [[] for _ in frames]
+        seed = next(dets for dets in found if dets.frame_index == seed_index)
+        best = np.argsort(-seed.scores, kind="stable")[:SEED_OBJECTS]
+        seed = Detections(seed.frame_index, seed.boxes[best], seed.scores[best], [seed.phrases[k] for k in best])
+        return [
+            [(o.phrase, o.object_id, o.mask_score, np.packbits(o.mask).tobytes()) for o in masks.objects]
+            for masks in propagate_detections(tracker, frames, seed)
+        ]
+
+    return run
+
+
+CACHES = (("uncached", 0), ("cached", VISION_CACHE_FRAMES))
+"""The two ways, by the frames their ViT-output cache keeps: none (what SAM 3 did before the cache), or the default."""
+
+
+def _spec(role: str, family: str, face: str) -> ModelSpec:
+    return ModelSpec(role=role, family=family, model_id="facebook/sam3", face=face)
+
+
+def _image_ways(registry: ModelRegistry, face: str) -> tuple[Sam3TextSegmenter, dict[str, Sam3TextSegmenter]]:
+    """The registry's text segmenter (warm-up only), and a text segmenter per way on its model."""
+    shared = registry.get(_spec("text_segmenter", "sam3", face))
     return shared, {
-        name: adapter_class(spec, shared.model, shared.processor, registry.device, vision_cache_frames=frames)
-        for name, frames in (("uncached", 0), ("cached", VISION_CACHE_FRAMES))
+        name: Sam3TextSegmenter(shared.spec, shared.model, shared.processor, registry.device, Sam3VisionCache(frames))
+        for name, frames in CACHES
     }
+
+
+def _video_ways(registry: ModelRegistry, face: str) -> tuple[Sam3VideoSegmenter, dict[str, Sam3VideoSegmenter]]:
+    """The registry's video segmenter (warm-up only), and a video segmenter per way on its model."""
+    shared = registry.get(_spec("video_segmenter", "sam3_video", face))
+    return shared, {
+        name: Sam3VideoSegmenter(shared.spec, shared.model, shared.processor, registry.device, Sam3VisionCache(frames))
+        for name, frames in CACHES
+    }
+
+
+PropagateWay = tuple[Sam3TextSegmenter, Sam3TrackerVideoPropagator]
+
+
+def _propagate_ways(registry: ModelRegistry, face: str) -> tuple[PropagateWay, dict[str, PropagateWay]]:
+    """The registry's text segmenter and tracker, which share one ViT (warm-up only), and per way the two on their
+    models with one cache."""
+    detector = registry.get(_spec("text_segmenter", "sam3", face))
+    tracker = registry.get(_spec("propagator", "sam3_tracker_video", face))
+    ways = {}
+    for name, frames in CACHES:
+        cache = Sam3VisionCache(frames)
+        ways[name] = (
+            Sam3TextSegmenter(detector.spec, detector.model, detector.processor, registry.device, cache),
+            Sam3TrackerVideoPropagator(tracker.spec, tracker.model, tracker.processor, registry.device, cache),
+        )
+    return (detector, tracker), ways
+
+
+def _models(way: Any) -> list[torch.nn.Module]:
+    return [adapter.model for adapter in (way if isinstance(way, tuple) else (way,))]
+
+
+def _cache(way: Any) -> Sam3VisionCache:
+    return (way[0] if isinstance(way, tuple) else way).vision_cache
+
+
+MODES: dict[str, tuple[Callable[[ModelRegistry, str], tuple[Any, dict[str, Any]]], Callable[..., Round]]] = {
+    "image": (_image_ways, _image_round),
+    "video": (_video_ways, _video_round),
+    "propagate": (_propagate_ways, _propagate_round),
+}
+"""Per mode: how the ways are built over the registry's models, and how a round runs a way."""
+
+
+def _parameter_mb(models: list[torch.nn.Module]) -> tuple[float, float]:
+    """MB of the parameters `models` hold together (a shared module counted once), and MB if each held its own."""
+    held = {id(p): p.numel() * p.element_size() for m in models for p in m.parameters()}
+    each = sum(p.numel() * p.element_size() for m in models for p in m.parameters())
+    return round(sum(held.values()) / 1e6, 1), round(each / 1e6, 1)
 
 
 def time_rounds(run: Round, rounds: int, device: str) -> tuple[list[float], list[Answer]]:
@@ -128,12 +218,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args, registry = parse_with_registry(_parser(), argv)
     start = time.perf_counter()
-    shared, ways = _ways(args.mode, registry, args.face)
+    build_ways, round_of = MODES[args.mode]
+    shared, ways = build_ways(registry, args.face)
     build_s = round(time.perf_counter() - start, 2)
+    params_mb, unshared_mb = _parameter_mb(_models(shared))
     with tempfile.TemporaryDirectory(prefix="openavs-sam3-") as tmp:
         frames = write_frames(Path(tmp), args.frames, args.size)
         # Warm-up, outside both ways: first-call allocations, kernel choices.
-        round_of = MODES[args.mode][3]
         round_of(shared, frames[:1], args.phrases[:1])(_threshold(0))
         results = {
             name: time_rounds(round_of(way, frames, args.phrases), args.rounds, registry.device)
@@ -156,9 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         "cached_s": round(totals["cached"], 3),
         "speedup": round(totals["uncached"] / totals["cached"], 3),
         "rounds_s": {name: [round(s, 3) for s in results[name][0]] for name in ways},
-        "vit_passes_uncached": ways["uncached"].vision_cache.passes,
-        "vit_passes_cached": ways["cached"].vision_cache.passes,
-        "cache_mb": round(ways["cached"].vision_cache.nbytes() / 1e6, 3),
+        "vit_passes_uncached": _cache(ways["uncached"]).passes,
+        "vit_passes_cached": _cache(ways["cached"]).passes,
+        "cache_mb": round(_cache(ways["cached"]).nbytes() / 1e6, 3),
+        "parameters_mb": params_mb,
+        "parameters_mb_without_sharing": unshared_mb,
         "instances": sum(len(answer) for answer in results["cached"][1]),
         "instances_equal": results["uncached"][1] == results["cached"][1],
         "build_s": build_s,

@@ -24,6 +24,7 @@ from tools.frames import FrameRef, frame_refs_from_files, load_frame
 from tools.models import sam2_meta, sam2_video, sam3
 from tools.models.base import ModelSpec
 from tools.models.registry import ModelRegistry
+from tools.models.sam3_vision import Sam3VisionCache
 from tools.propagation import (
     MemoizedPropagator,
     Propagator,
@@ -345,7 +346,7 @@ def test_sam3_vision_features_are_encoded_once_per_picture(text_segmenter: sam3.
 
     def segmenter(frames: int) -> sam3.Sam3TextSegmenter:
         model, processor = text_segmenter.model, text_segmenter.processor
-        return sam3.Sam3TextSegmenter(SAM3_TINY, model, processor, "cpu", vision_cache_frames=frames)
+        return sam3.Sam3TextSegmenter(SAM3_TINY, model, processor, "cpu", Sam3VisionCache(frames))
 
     cached, uncached = segmenter(2), segmenter(0)
     pictures = [_image(10), _image(11)]

@@ -24,6 +24,7 @@ from tools.frames import FrameRef, frame_refs_from_files
 from tools.models import sam3, sam3_detect_track, sam3_video
 from tools.models.base import ModelSpec
 from tools.models.registry import ModelRegistry
+from tools.models.sam3_vision import Sam3VisionCache
 from tools.rle import decode_rle
 from tools.runfiles import read_json, read_mask_png
 from tools.tracing import read_trace
@@ -115,7 +116,7 @@ def test_refine_rounds_skip_the_vit_on_frames_seen(segmenter, frames) -> None:
     pass and answer as an adapter without the cache does; frames past the cache's capacity are encoded again."""
     model, processor = segmenter.model, segmenter.processor
     warm, cold = (
-        sam3_detect_track.Sam3VideoSegmenter(segmenter.spec, model, processor, "cpu", vision_cache_frames=n)
+        sam3_detect_track.Sam3VideoSegmenter(segmenter.spec, model, processor, "cpu", Sam3VisionCache(n))
         for n in (4, 0)
     )
     for threshold, prompts in ((0.0, PROMPTS), (0.25, ["guitar"]), (0.0, ["guitar", "dog"])):
@@ -274,17 +275,21 @@ def test_agent_refine_rounds_in_video_mode_run_the_vit_once_per_frame(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`--profile sam3 --segmentation video` in the agent: each refine round runs SAM 3's video model over the clip
-    again, and only the first round runs its ViT on the frames."""
+    again, and only the first round runs its ViT on the frames, through the cache of the checkpoint's shared ViT."""
     from agent import solve
 
+    spec = ModelSpec(role="video_segmenter", family="sam3_video", model_id="tiny-sam3", face="tiny")
+    shared = sam3_detect_track.load_sam3_video_segmenter(spec, "cpu").vision_cache  # what `sam3:tiny` runs on
+    shared.clear()  # whatever an earlier test left there
+    before = (shared.passes, shared.reused)
     caches = []
-    features = sam3.Sam3VisionCache.features
+    features = Sam3VisionCache.features
 
-    def recorded(cache: sam3.Sam3VisionCache, *args):
+    def recorded(cache: Sam3VisionCache, *args):
         caches.append(cache)
         return features(cache, *args)
 
-    monkeypatch.setattr(sam3.Sam3VisionCache, "features", recorded)
+    monkeypatch.setattr(Sam3VisionCache, "features", recorded)
     clip = write_test_clip(tmp_path / "clip.mp4", seconds=3.0, size=(64, 48))
     out = tmp_path / "run"
     args = [str(clip), "--profile", "sam3", "--segmenter", "sam3:tiny", "--segmentation", "video", "--critic", "none"]
@@ -293,5 +298,5 @@ def test_agent_refine_rounds_in_video_mode_run_the_vit_once_per_frame(
     capsys.readouterr()
     rounds = len(read_json(out / "result.json")["agent"]["rounds"])
     assert rounds >= 2  # the tiny model's tracks fail the checks at first: the planner refines
-    [cache] = set(caches)
-    assert (cache.passes, cache.reused) == (3, 3 * (rounds - 1))
+    assert set(caches) == {shared}
+    assert (shared.passes - before[0], shared.reused - before[1]) == (3, 3 * (rounds - 1))

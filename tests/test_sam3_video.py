@@ -25,10 +25,11 @@ from tests.test_propagation import (
     one_thread,  # noqa: F401  (autouse: tiny models run fastest on one thread)
 )
 from tools.errors import InputError
-from tools.frames import FrameRef
-from tools.models import sam2_video, sam3, sam3_video
+from tools.frames import FrameRef, load_frame
+from tools.models import sam2_video, sam3, sam3_detect_track, sam3_roles, sam3_video
 from tools.models.base import ModelSpec
 from tools.models.registry import ModelRegistry
+from tools.models.sam3_vision import Sam3VisionCache
 from tools.propagation import MemoizedPropagator
 from tools.runfiles import read_mask_png
 from tools.tracing import read_trace
@@ -105,6 +106,55 @@ def test_facebook_sam3_checkpoint_layout_loads_the_tracker(frames, tmp_path: Pat
         assert torch.equal(value, saved[source]), key
     assert real.processor.target_size == sam3.TINY_IMAGE_SIZE
     assert [i for i, _, _ in _run(real, frames, seed=1)] == [1, 2, 3, 4, 5, 0]
+    # The detector from the same checkpoint (Sam3Model.from_pretrained("facebook/sam3")) runs on the tracker's ViT.
+    detector = sam3.load_sam3(spec.model_copy(update={"role": "text_segmenter", "family": "sam3"}), "cpu")
+    assert detector.model.vision_encoder.backbone is real.model.vision_encoder.backbone
+    assert detector.vision_cache is real.vision_cache
+
+
+def _spec(role: str, family: str, **updates) -> ModelSpec:
+    return ModelSpec(role=role, family=family, model_id="sam3-shared-vit-test", face="tiny", **updates)
+
+
+def test_sam3_models_of_one_checkpoint_share_one_vit(frames) -> None:
+    """The detector (grounder and segmenter roles), the tracker and the video model of one checkpoint, device and
+    dtype hold one ViT and one cache of its outputs: the tracker does not encode the frames the detector grounded,
+    the detector does not encode the frames the tracker tracked, and the answers are those of a tracker with its
+    own ViT and no cache."""
+    detector = sam3_roles.load_sam3_grounder(_spec("grounder", "sam3"), "cpu").model
+    tracker = sam3_video.load_sam3_video(_spec("propagator", "sam3_tracker_video"), "cpu")
+    video = sam3_detect_track.load_sam3_video_segmenter(_spec("video_segmenter", "sam3_video"), "cpu")
+    vit = detector.model.vision_encoder.backbone
+    assert tracker.model.vision_encoder.backbone is vit and video.model.detector_model.vision_encoder.backbone is vit
+    assert tracker.vision_cache is detector.vision_cache is video.vision_cache
+    held = {id(p) for m in (detector.model, tracker.model, video.model) for p in m.parameters()}
+    each = sum(len(list(m.parameters())) for m in (detector.model, tracker.model, video.model))
+    assert len(held) == each - 2 * len(list(vit.parameters()))
+
+    cache = tracker.vision_cache
+    cache.clear()
+    before = (cache.passes, cache.reused)
+    for ref in frames[1:3]:  # the seed candidates the detector grounds, decoded as the tracker decodes them
+        detector.segment_text(load_frame(ref, 64)[0], ["dog"], threshold=0.0)
+    tracked = _run(tracker, frames, seed=1)
+    assert (cache.passes - before[0], cache.reused - before[1]) == (len(frames), 2)
+    detector.segment_text(load_frame(frames[4], 64)[0], ["dog"], threshold=0.0)  # a drifted frame grounded again
+    assert (cache.passes - before[0], cache.reused - before[1]) == (len(frames), 3)
+
+    alone = sam3_video.Sam3TrackerVideoPropagator(tracker.spec, *sam3_video.build_tiny(), "cpu", Sam3VisionCache(0))
+    assert alone.model.vision_encoder.backbone is not vit
+    for (i1, m1, s1), (i2, m2, s2) in zip(tracked, _run(alone, frames, seed=1), strict=True):
+        assert i1 == i2 and np.array_equal(m1, m2) and np.array_equal(s1, s2)
+
+
+def test_sam3_models_share_a_vit_only_where_it_computes_the_same() -> None:
+    """Another checkpoint, or another dtype, gets a ViT of its own."""
+    vit = sam3_roles.load_sam3_grounder(_spec("grounder", "sam3"), "cpu").model.model.vision_encoder.backbone
+    for spec in (
+        _spec("propagator", "sam3_tracker_video", dtype="bfloat16"),
+        _spec("propagator", "sam3_tracker_video").model_copy(update={"model_id": "sam3-other-checkpoint"}),
+    ):
+        assert sam3_video.load_sam3_video(spec, "cpu").model.vision_encoder.backbone is not vit
 
 
 def test_random_config_is_facebook_sam3s_tracker() -> None:
@@ -146,11 +196,16 @@ def test_sam3_profile_propagate_mode_runs_end_to_end(tmp_path: Path) -> None:
     registry = ModelRegistry("cpu")
     run_dir = tmp_path / "run"
     run_dir.mkdir()
+    cache = registry.get(settings.grounder).model.vision_cache
+    cache.clear()  # whatever an earlier test left there
+    before = (cache.passes, cache.reused)
     run_graph(run_dir, settings, VideoSource(kind="video", path=str(clip)), registry=registry, progress=lambda *_: None)
     propagator = registry.get(settings.propagator)
     assert isinstance(propagator, MemoizedPropagator)
     assert isinstance(propagator.inner, sam3_video.Sam3TrackerVideoPropagator)
     assert propagator.inner.stats.frames == 4  # every frame tracked once
+    # One ViT for grounding and tracking, run once per frame: the grounded seed candidates are not encoded again.
+    assert propagator.inner.vision_cache is cache and cache.passes - before[0] == 4 and cache.reused > before[1]
     [call] = [r for r in read_trace(run_dir / "trace.jsonl") if r["kind"] == "model_call" and r["name"] == "propagator"]
     assert call["frames"] == 4 and call["seed_frame"] is not None
     for k in range(1, 5):

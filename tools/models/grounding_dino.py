@@ -32,7 +32,7 @@ from transformers.models.grounding_dino.processing_grounding_dino import get_phr
 from tools.datamodel import Detections
 from tools.errors import InputError
 from tools.models.base import ModelSpec
-from tools.models.registry import load_pretrained, torch_dtype
+from tools.models.registry import model_for_face
 from tools.models.text_features import cache_text_features
 
 DEFAULT_BATCH_SIZE = 4  # images per forward pass; bounds activation memory (800x1333 px inputs on real faces)
@@ -517,16 +517,8 @@ class GroundingDinoGrounder:
 def load_grounding_dino(spec: ModelSpec, device: str) -> GroundingDinoGrounder:
     """Build the Grounder for `spec` on `device`. GroundingDINO runs in float32 unless spec.dtype names another
     dtype (its deformable attention and box regression are sensitive to half precision)."""
-    dtype = torch_dtype(spec.dtype, device, auto_accelerated=torch.float32)
-    if spec.face == "real":
-        model = load_pretrained(GroundingDinoForObjectDetection.from_pretrained, spec, dtype=dtype)
-        processor = load_pretrained(GroundingDinoProcessor.from_pretrained, spec)
-    elif spec.face == "tiny":
-        model, processor = build_tiny()
-    elif spec.face == "random":
-        model, processor = build_random(spec.model_id)
-    else:
-        raise InputError(f"grounder face '{spec.face}' is not one of real, tiny, random")
+    pretrained = (GroundingDinoForObjectDetection.from_pretrained, GroundingDinoProcessor.from_pretrained)
+    model, processor, dtype = model_for_face(spec, device, pretrained, build_tiny, lambda: build_random(spec.model_id))
     model = model.to(device=device, dtype=dtype)
     return GroundingDinoGrounder(spec, model, processor, device, batch_size_for(device))
 

@@ -139,6 +139,27 @@ def load_pretrained(loader: Callable[..., Any], spec: ModelSpec, **kwargs: Any) 
         ) from err
 
 
+def model_for_face(
+    spec: ModelSpec,
+    device: str,
+    pretrained: tuple[Callable[..., Any], Callable[..., Any]],
+    tiny: Callable[[], tuple[Any, Any]],
+    random: Callable[[], tuple[Any, Any]],
+) -> tuple[Any, Any, torch.dtype]:
+    """spec's model and processor, not yet moved to `device`, and the dtype the model runs in there (float32 unless
+    spec.dtype names another). `real` loads them with the `pretrained` pair of from_pretrained functions (hub id or
+    folder; the model in that dtype); `tiny` and `random` call their builders."""
+    dtype = torch_dtype(spec.dtype, device, auto_accelerated=torch.float32)
+    if spec.face == "real":
+        load_model, load_processor = pretrained
+        return load_pretrained(load_model, spec, dtype=dtype), load_pretrained(load_processor, spec), dtype
+    if spec.face == "tiny":
+        return (*tiny(), dtype)
+    if spec.face == "random":
+        return (*random(), dtype)
+    raise InputError(f"{spec.role} face '{spec.face}' is not one of real, tiny, random")
+
+
 class ModelRegistry:
     """Lazily built adapters keyed by (role, family, model id, face, revision, dtype) on one device."""
 

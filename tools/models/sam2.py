@@ -32,7 +32,7 @@ from transformers import (
 from tools.errors import InputError
 from tools.models.base import ModelSpec
 from tools.models.precision import scoped_autocast
-from tools.models.registry import load_pretrained, torch_dtype
+from tools.models.registry import model_for_face
 
 TINY_SEED = 0
 TINY_IMAGE_SIZE = 128  # px; the tiny model's input side (the real models use 1024)
@@ -297,15 +297,7 @@ def _check_boxes(boxes: np.ndarray) -> np.ndarray:
 def load_sam2(spec: ModelSpec, device: str) -> Sam2Segmenter:
     """Build the Segmenter for `spec` on `device`. Weights stay float32 unless spec.dtype says otherwise; on CUDA
     each call runs under bfloat16 autocast."""
-    dtype = torch_dtype(spec.dtype, device, auto_accelerated=torch.float32)
-    if spec.face == "real":
-        model = load_pretrained(Sam2Model.from_pretrained, spec, dtype=dtype)
-        processor = load_pretrained(Sam2Processor.from_pretrained, spec)
-    elif spec.face == "tiny":
-        model, processor = build_tiny()
-    elif spec.face == "random":
-        model, processor = build_random(spec.model_id)
-    else:
-        raise InputError(f"segmenter face '{spec.face}' is not one of real, tiny, random")
+    pretrained = (Sam2Model.from_pretrained, Sam2Processor.from_pretrained)
+    model, processor, dtype = model_for_face(spec, device, pretrained, build_tiny, lambda: build_random(spec.model_id))
     model = model.to(device=device, dtype=dtype)
     return Sam2Segmenter(spec, model, processor, device)

@@ -14,14 +14,16 @@ output in the session, so after each frame this adapter drops what SAM2 can no l
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from transformers import (
     PreTrainedModel,
     ProcessorMixin,
@@ -33,12 +35,11 @@ from transformers import (
 from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
 from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
 
-from tools.errors import InputError
 from tools.frames import FrameRef, load_frame
 from tools.models import sam2
 from tools.models.base import ModelSpec
 from tools.models.precision import scoped_autocast
-from tools.models.registry import load_pretrained, torch_dtype
+from tools.models.registry import model_for_face
 from tools.models.tiny_text import seeded_model
 from tools.models.video_batching import track_frame
 
@@ -304,9 +305,10 @@ class Sam2VideoPropagator(StreamingVideoAdapter, BoxTracker):
         start = time.perf_counter()
         image, _ = load_frame(ref, max_side)
         pixels = self.processor(images=image, return_tensors="pt", device=self.device)["pixel_values"][0]
+        encoding = self._encoding(image)
         del image  # the decoded frame is not needed past preprocessing: at most one is alive at a time
         session.add_new_frame(pixels, pos)
-        with torch.inference_mode(), scoped_autocast(self.device):
+        with torch.inference_mode(), scoped_autocast(self.device), encoding:
             # Not transformers' `frame=` streaming call: that one normalises object-pointer time offsets by 16
             # frames whatever the clip's length, while Meta's predictor (and transformers with a whole video) uses
             # min(clip length, 16). Adding the frame ourselves and naming its index runs the whole-video code path.
@@ -322,6 +324,11 @@ class Sam2VideoPropagator(StreamingVideoAdapter, BoxTracker):
         self.stats.frames += 1
         self.stats.seconds += time.perf_counter() - start
         return masks.astype(bool, copy=False), scores
+
+    def _encoding(self, image: Image.Image) -> contextlib.AbstractContextManager[None]:
+        """How the forward of the frame decoded as `image` gets its vision features: the tracker encodes its pixels
+        (a subclass may answer from elsewhere)."""
+        return contextlib.nullcontext()
 
 
 def _check_prompts(
@@ -431,44 +438,9 @@ def tensor_bytes(value: Any) -> int:
     return sum(storages.values())
 
 
-ModelAndProcessor = tuple[PreTrainedModel, ProcessorMixin]
-A = TypeVar("A")
-
-
-def build_video_adapter(
-    spec: ModelSpec,
-    device: str,
-    adapter: Callable[[ModelSpec, PreTrainedModel, ProcessorMixin, str], A],
-    pretrained: tuple[type[PreTrainedModel], type[ProcessorMixin]],
-    tiny: Callable[[], ModelAndProcessor],
-    random: Callable[[], ModelAndProcessor],
-) -> A:
-    """`adapter(spec, model, processor, device)` over `spec`'s face on `device` (the video models: SAM2's and SAM 3's
-    trackers, SAM 3's video model): `real` loads the `pretrained` model and processor classes by hub id or folder,
-    `tiny` and `random` call their builders. Weights stay float32 unless spec.dtype says otherwise; on CUDA each
-    frame's forward runs under bfloat16 autocast."""
-    dtype = torch_dtype(spec.dtype, device, auto_accelerated=torch.float32)
-    if spec.face == "real":
-        model_class, processor_class = pretrained
-        model = load_pretrained(model_class.from_pretrained, spec, dtype=dtype)
-        processor = load_pretrained(processor_class.from_pretrained, spec)
-    elif spec.face == "tiny":
-        model, processor = tiny()
-    elif spec.face == "random":
-        model, processor = random()
-    else:
-        raise InputError(f"{spec.role} face '{spec.face}' is not one of real, tiny, random")
-    model = model.to(device=device, dtype=dtype)
-    return adapter(spec, model, processor, device)
-
-
 def load_sam2_video(spec: ModelSpec, device: str) -> Sam2VideoPropagator:
-    """SAM2's propagator for `spec` on `device` (see build_video_adapter)."""
-    return build_video_adapter(
-        spec,
-        device,
-        Sam2VideoPropagator,
-        (Sam2VideoModel, Sam2VideoProcessor),
-        build_tiny,
-        lambda: build_random(spec.model_id),
-    )
+    """SAM2's propagator for `spec` on `device` (registry.model_for_face's faces): float32 weights unless spec.dtype
+    says otherwise, each frame's forward under bfloat16 autocast on CUDA."""
+    pretrained = (Sam2VideoModel.from_pretrained, Sam2VideoProcessor.from_pretrained)
+    model, processor, dtype = model_for_face(spec, device, pretrained, build_tiny, lambda: build_random(spec.model_id))
+    return Sam2VideoPropagator(spec, model.to(device=device, dtype=dtype), processor, device)

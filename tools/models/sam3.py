@@ -36,12 +36,10 @@ from transformers import (
 )
 from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 
-from tools.embedding_cache import LRUCache, image_digest
-from tools.errors import InputError
 from tools.models.base import ModelSpec
 from tools.models.precision import scoped_autocast
-from tools.models.registry import load_pretrained, torch_dtype
-from tools.models.tiny_text import byte_symbols, seeded_model
+from tools.models.sam3_vision import CachedVision, Sam3VisionCache, load_sharing_vision, seeded_on_shared_vit
+from tools.models.tiny_text import byte_symbols
 
 TINY_IMAGE_SIZE = 112  # px: 8 x 8 patches of 14 px (the real model: 1008 px, 72 x 72 patches)
 TEXT_LENGTH = 32  # tokens: Sam3Processor pads every prompt to 32, the text encoder's position table
@@ -180,71 +178,19 @@ def _processor(side: int) -> Sam3Processor:
 
 
 def build_tiny() -> tuple[Sam3Model, Sam3Processor]:
-    return seeded_model(Sam3Model, tiny_config()), _processor(TINY_IMAGE_SIZE)
+    return seeded_on_shared_vit(Sam3Model, tiny_config(), _vision_encoder), _processor(TINY_IMAGE_SIZE)
 
 
 def build_random() -> tuple[Sam3Model, Sam3Processor]:
-    return seeded_model(Sam3Model, random_config()), _processor(1008)
+    return seeded_on_shared_vit(Sam3Model, random_config(), _vision_encoder), _processor(1008)
+
+
+def _vision_encoder(model: Sam3Model) -> Sam3VisionModel:
+    return model.vision_encoder
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Adapter
-
-
-VISION_CACHE_FRAMES = 10
-"""Pictures whose SAM 3 ViT output is kept (Sam3VisionCache). 10 covers every frame of an AVSBench clip (5 or 10
-sampled): 212 MB in float32 at 1008 px (half where CUDA's bfloat16 autocast makes it bfloat16; not measured here).
-The cache lives as long as the model: a long-lived process (chat, web app) keeps it between runs."""
-
-
-class Sam3VisionCache:
-    """SAM 3's ViT output for the last `capacity` pictures (0 keeps none), so that a refine round, which asks SAM 3 the
-    same frames with another threshold or other phrases, runs only the FPN neck, the text encoder and the decoders.
-
-    Measured on 2 CPU cores at real size (1008 px, random weights): the ViT takes 32 s a picture, the neck 0.6-0.8 s,
-    a phrase's decode 3 s. An entry is the ViT's last_hidden_state, (1, 72 x 72, 1024): 21 MB in float32. The neck's
-    four FPN levels would save the 0.7 s but hold 113 MB more per picture, so they are recomputed.
-
-    Keys: (picture digest (tools.embedding_cache.image_digest of the decoded frame), pixel tensor shape, its dtype).
-    Counters: `passes` (ViT runs) and `reused` (pictures answered from the cache).
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.entries: LRUCache[tuple, torch.Tensor] | None = LRUCache(capacity) if capacity else None
-        self.passes = 0
-        self.reused = 0
-
-    def features(self, encoder: Sam3VisionModel, pixels: torch.Tensor, picture: str) -> Sam3VisionEncoderOutput:
-        """What `encoder(pixels)` returns (last_hidden_state, fpn_hidden_states, fpn_position_encoding) for pixels
-        (B, 3, S, S) of the picture whose digest is `picture`; the ViT runs only when the picture is not cached.
-        Call it under the caller's inference_mode and autocast."""
-        key = (picture, tuple(pixels.shape), str(pixels.dtype))
-        hidden = self.entries.get(key) if self.entries is not None else None
-        if hidden is None:
-            hidden = encoder.backbone(pixels).last_hidden_state
-            self.passes += 1
-            if self.entries is not None:
-                self.entries.put(key, hidden)
-        else:
-            self.reused += 1
-        # The rest of Sam3VisionModel.forward: patch tokens back to their grid, then the FPN neck.
-        patch = encoder.config.backbone_config.patch_size
-        grid = hidden.view(hidden.shape[0], pixels.shape[-2] // patch, pixels.shape[-1] // patch, -1)
-        fpn_hidden_states, fpn_position_encoding = encoder.neck(grid.permute(0, 3, 1, 2))
-        return Sam3VisionEncoderOutput(
-            last_hidden_state=hidden,
-            fpn_hidden_states=fpn_hidden_states,
-            fpn_position_encoding=fpn_position_encoding,
-        )
-
-    def nbytes(self) -> int:
-        """Bytes the cached ViT outputs hold."""
-        entries = self.entries.values() if self.entries is not None else []
-        return sum(t.numel() * t.element_size() for t in entries)
-
-    def clear(self) -> None:
-        if self.entries is not None:
-            self.entries.clear()
 
 
 @dataclass
@@ -258,9 +204,10 @@ class TextSegmentStats:
     decode_seconds: float = 0.0
 
 
-class Sam3TextSegmenter:
-    """Text-prompted instance segmentation over a Sam3Model and its processor on one device. The ViT output of the
-    last `vision_cache_frames` pictures is kept (Sam3VisionCache; 0 keeps none)."""
+class Sam3TextSegmenter(CachedVision):
+    """Text-prompted instance segmentation over a Sam3Model and its processor on one device. Pictures' ViT outputs
+    are kept in `vision_cache` (by default one of its own, of VISION_CACHE_FRAMES; load_sam3 gives the one every
+    SAM 3 model of the checkpoint shares)."""
 
     def __init__(
         self,
@@ -268,14 +215,14 @@ class Sam3TextSegmenter:
         model: Sam3Model,
         processor: Sam3Processor,
         device: str,
-        vision_cache_frames: int = VISION_CACHE_FRAMES,
+        vision_cache: Sam3VisionCache | None = None,
     ) -> None:
         self.spec = spec
         self.model = model.eval()
         self.processor = processor
         self.device = device
         self.stats = TextSegmentStats()
-        self.vision_cache = Sam3VisionCache(vision_cache_frames)
+        self._use_vision_cache(processor, vision_cache)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -318,7 +265,7 @@ class Sam3TextSegmenter:
         start = time.perf_counter()
         pixels = self.processor(images=rgb, return_tensors="pt", device=self.device)["pixel_values"].to(self.dtype)
         with torch.inference_mode(), scoped_autocast(self.device):
-            vision = self.vision_cache.features(self.model.vision_encoder, pixels, image_digest(rgb))
+            vision = self.vision_cache.features(self.model.vision_encoder, pixels, self._picture(rgb))
         self.stats.encode_seconds += time.perf_counter() - start
         return vision
 
@@ -338,17 +285,9 @@ def _box(row: np.ndarray) -> tuple[float, float, float, float]:
 
 
 def load_sam3(spec: ModelSpec, device: str) -> Sam3TextSegmenter:
-    """Build the text segmenter for `spec` on `device`. Weights stay float32 unless spec.dtype says otherwise; on
-    CUDA each call runs under bfloat16 autocast."""
-    dtype = torch_dtype(spec.dtype, device, auto_accelerated=torch.float32)
-    if spec.face == "real":
-        model = load_pretrained(Sam3Model.from_pretrained, spec, dtype=dtype)
-        processor = load_pretrained(Sam3Processor.from_pretrained, spec)
-    elif spec.face == "tiny":
-        model, processor = build_tiny()
-    elif spec.face == "random":
-        model, processor = build_random()
-    else:
-        raise InputError(f"text segmenter face '{spec.face}' is not one of real, tiny, random")
-    model = model.to(device=device, dtype=dtype)
-    return Sam3TextSegmenter(spec, model, processor, device)
+    """The text segmenter for `spec` on `device`, its ViT shared with the checkpoint's other SAM 3 models
+    (sam3_vision). Weights stay float32 unless spec.dtype says otherwise; on CUDA each call runs under bfloat16
+    autocast."""
+    pretrained = (Sam3Model.from_pretrained, Sam3Processor.from_pretrained)
+    model, processor, cache = load_sharing_vision(spec, device, pretrained, build_tiny, build_random, _vision_encoder)
+    return Sam3TextSegmenter(spec, model, processor, device, cache)

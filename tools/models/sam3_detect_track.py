@@ -26,20 +26,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import PreTrainedModel, ProcessorMixin, Sam3Model, Sam3VideoConfig, Sam3VideoModel, Sam3VideoProcessor
-from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
+from transformers import Sam3VideoConfig, Sam3VideoModel, Sam3VideoProcessor, Sam3VisionModel
 from transformers.models.sam3_video.modeling_sam3_video import (
     Sam3VideoInferenceSession,
     Sam3VideoSegmentationOutput,
 )
 
-from tools.embedding_cache import image_digest
 from tools.frames import FrameRef, load_frame
 from tools.models import sam3, sam3_video
 from tools.models.base import ModelSpec
 from tools.models.precision import scoped_autocast
-from tools.models.sam2_video import TINY_MEMORY_WIDTH, ClipSession, StreamingVideoAdapter, build_video_adapter
-from tools.models.tiny_text import seeded_model
+from tools.models.sam2_video import TINY_MEMORY_WIDTH, ClipSession, StreamingVideoAdapter
+from tools.models.sam3_vision import CachedVision, Sam3VisionCache, load_sharing_vision, seeded_on_shared_vit
 from tools.video_segmentation import VideoInstances
 
 
@@ -75,18 +73,23 @@ def _processor(side: int) -> Sam3VideoProcessor:
 
 
 def build_tiny() -> tuple[Sam3VideoModel, Sam3VideoProcessor]:
-    return seeded_model(Sam3VideoModel, tiny_config()), _processor(sam3.TINY_IMAGE_SIZE)
+    return seeded_on_shared_vit(Sam3VideoModel, tiny_config(), _vision_encoder), _processor(sam3.TINY_IMAGE_SIZE)
 
 
 def build_random() -> tuple[Sam3VideoModel, Sam3VideoProcessor]:
-    return seeded_model(Sam3VideoModel, random_config()), _processor(sam3_video.SAM3_IMAGE_SIZE)
+    model = seeded_on_shared_vit(Sam3VideoModel, random_config(), _vision_encoder)
+    return model, _processor(sam3_video.SAM3_IMAGE_SIZE)
+
+
+def _vision_encoder(model: Sam3VideoModel) -> Sam3VisionModel:
+    return model.detector_model.vision_encoder
 
 
 class Sam3DetectTrackSession(ClipSession, Sam3VideoInferenceSession):
     """SAM 3 video model's inference session, told the clip's length."""
 
 
-class Sam3VideoSegmenter(StreamingVideoAdapter):
+class Sam3VideoSegmenter(StreamingVideoAdapter, CachedVision):
     """VideoSegmenter protocol (tools/video_segmentation.py) over Sam3VideoModel.
 
     What stays in memory during segment_video(), whatever the clip's length (N objects; the tracker's M = 7 memory
@@ -101,21 +104,22 @@ class Sam3VideoSegmenter(StreamingVideoAdapter):
     every conditioning frame instead, so on a clip whose objects gather more than C conditioning frames older than
     P frames the two differ; before that, pruning is exact (tested against the unpruned session).
 
-    Across calls, the ViT output of the last `vision_cache_frames` frames is kept (sam3.Sam3VisionCache, by the
-    decoded frame's digest), so a refine round over the same frames skips the ViT. The model is changed for the
-    length of each frame's forward (thresholds, where vision features come from): one call at a time per adapter.
+    Across calls, frames' ViT outputs are kept in `vision_cache` (by default one of its own, of
+    VISION_CACHE_FRAMES; load_sam3_video_segmenter gives the one the checkpoint's SAM 3 models share), so a refine
+    round over the same frames skips the ViT. The model is changed for the length of each frame's forward
+    (thresholds, where vision features come from): one call at a time per adapter.
     """
 
     def __init__(
         self,
         spec: ModelSpec,
-        model: PreTrainedModel,
-        processor: ProcessorMixin,
+        model: Sam3VideoModel,
+        processor: Sam3VideoProcessor,
         device: str,
-        vision_cache_frames: int = sam3.VISION_CACHE_FRAMES,
+        vision_cache: Sam3VisionCache | None = None,
     ) -> None:
         super().__init__(spec, model, processor, device)
-        self.vision_cache = sam3.Sam3VisionCache(vision_cache_frames)
+        self._use_vision_cache(processor, vision_cache)
 
     def segment_video(
         self, frames: Sequence[FrameRef], prompts: Sequence[str], threshold: float, max_side: int | None = None
@@ -162,7 +166,7 @@ class Sam3VideoSegmenter(StreamingVideoAdapter):
         """One frame: decode, preprocess, detect every prompt and track every object."""
         start = time.perf_counter()
         image, _ = load_frame(ref, max_side)
-        picture = image_digest(image)
+        picture = self._picture(image)
         pixels = self.processor(images=image, return_tensors="pt", device=self.device)["pixel_values"][0]
         del image  # at most one decoded frame is alive at a time
         session.add_new_frame(pixels, pos)
@@ -171,7 +175,8 @@ class Sam3VideoSegmenter(StreamingVideoAdapter):
             torch.inference_mode(),
             scoped_autocast(self.device),
             _thresholds(self.model, threshold),
-            _vision_through(self.vision_cache, detector, picture),
+            # Sam3VideoModel encodes each frame once, through its detector, for the detector and the tracker.
+            self.vision_cache.answering(detector, "get_vision_features", detector.vision_encoder, picture),
         ):
             # Naming the frame index (not transformers' `frame=` streaming call) runs the whole-video code path:
             # hotstart removals on, object-pointer time offsets normalised by min(clip length, P) as in Meta's.
@@ -214,21 +219,6 @@ def _thresholds(model: Sam3VideoModel, threshold: float) -> Iterator[None]:
         yield
     finally:
         model.score_threshold_detection, model.new_det_thresh = saved
-
-
-@contextlib.contextmanager
-def _vision_through(cache: sam3.Sam3VisionCache, detector: Sam3Model, picture: str) -> Iterator[None]:
-    """The detector's get_vision_features answered through `cache` for the block: Sam3VideoModel calls it once per
-    frame, with that frame's pixels, and shares the result between its detector and its tracker."""
-
-    def features(pixel_values: torch.Tensor) -> Sam3VisionEncoderOutput:
-        return cache.features(detector.vision_encoder, pixel_values, picture)
-
-    detector.get_vision_features = features
-    try:
-        yield
-    finally:
-        del detector.get_vision_features
 
 
 # What each stored per-frame output holds (transformers 5.24): pred_masks (low-res logits), high_res_masks,
@@ -278,8 +268,9 @@ def _drop(entry: dict, keys: Sequence[str]) -> None:
 
 
 def load_sam3_video_segmenter(spec: ModelSpec, device: str) -> Sam3VideoSegmenter:
-    """SAM 3's video model as a video segmenter for `spec` on `device` (see sam2_video.build_video_adapter: float32
-    weights unless spec.dtype says otherwise, bfloat16 autocast per frame on CUDA)."""
-    return build_video_adapter(
-        spec, device, Sam3VideoSegmenter, (Sam3VideoModel, Sam3VideoProcessor), build_tiny, build_random
-    )
+    """SAM 3's video model as a video segmenter for `spec` on `device`, its ViT shared with the checkpoint's other
+    SAM 3 models (sam3_vision): float32 weights unless spec.dtype says otherwise, bfloat16 autocast per frame on
+    CUDA."""
+    pretrained = (Sam3VideoModel.from_pretrained, Sam3VideoProcessor.from_pretrained)
+    model, processor, cache = load_sharing_vision(spec, device, pretrained, build_tiny, build_random, _vision_encoder)
+    return Sam3VideoSegmenter(spec, model, processor, device, cache)

@@ -5,7 +5,8 @@ The sam3 profile's propagate mode: SAM 3 grounds the translated phrases as text 
 Sam3TrackerVideoModel is a modular copy of Sam2VideoModel (same prompt encoder, mask decoder, memory attention,
 memory encoder, inference session and per-frame outputs) on SAM 3's ViT backbone with its own FPN neck, so
 tools/models/sam2_video.py's streaming, pruned propagator runs it as it is: only the model, processor and session
-classes differ.
+classes differ. The tracker's ViT is the detector's (tools/models/sam3_vision.py): one copy in the process, and
+the frames the detector grounded are not encoded again.
 
 Faces: `real` loads facebook/sam3 (or a local folder) exactly as transformers documents it,
 `Sam3TrackerVideoModel.from_pretrained("facebook/sam3")` and `Sam3TrackerVideoProcessor.from_pretrained(...)`: that
@@ -19,23 +20,18 @@ tiny SAM 3 ViT (112 px) with a 112 px processor in memory; `random` builds faceb
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
-from transformers import Sam3TrackerVideoConfig, Sam3TrackerVideoModel, Sam3TrackerVideoProcessor
+from PIL import Image
+from transformers import Sam3TrackerVideoConfig, Sam3TrackerVideoModel, Sam3TrackerVideoProcessor, Sam3VisionModel
 from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
 from transformers.models.sam3_tracker_video.modeling_sam3_tracker_video import Sam3TrackerVideoInferenceSession
 
 from tools.models import sam3
 from tools.models.base import ModelSpec
-from tools.models.sam2_video import (
-    SAM21_MEMORY,
-    TINY_MEMORY_WIDTH,
-    ClipSession,
-    Sam2VideoPropagator,
-    build_video_adapter,
-    tiny_memory,
-)
-from tools.models.tiny_text import seeded_model
+from tools.models.sam2_video import SAM21_MEMORY, TINY_MEMORY_WIDTH, ClipSession, Sam2VideoPropagator, tiny_memory
+from tools.models.sam3_vision import CachedVision, Sam3VisionCache, load_sharing_vision, seeded_on_shared_vit
 
 SAM3_IMAGE_SIZE = 1008  # px: 72 x 72 patches of 14 px
 SAM3_TRACKER_MEMORY: dict[str, Any] = {
@@ -96,34 +92,59 @@ def _processor(side: int) -> Sam3TrackerVideoProcessor:
 
 
 def build_tiny() -> tuple[Sam3TrackerVideoModel, Sam3TrackerVideoProcessor]:
-    return seeded_model(Sam3TrackerVideoModel, tiny_config()), _processor(sam3.TINY_IMAGE_SIZE)
+    model = seeded_on_shared_vit(Sam3TrackerVideoModel, tiny_config(), _vision_encoder)
+    return model, _processor(sam3.TINY_IMAGE_SIZE)
 
 
 def build_random() -> tuple[Sam3TrackerVideoModel, Sam3TrackerVideoProcessor]:
-    return seeded_model(Sam3TrackerVideoModel, random_config()), _processor(SAM3_IMAGE_SIZE)
+    return seeded_on_shared_vit(Sam3TrackerVideoModel, random_config(), _vision_encoder), _processor(SAM3_IMAGE_SIZE)
+
+
+def _vision_encoder(model: Sam3TrackerVideoModel) -> Sam3VisionModel:
+    return model.vision_encoder
 
 
 class Sam3TrackerClipSession(ClipSession, Sam3TrackerVideoInferenceSession):
     """SAM 3 tracker's inference session, told the clip's length."""
 
 
-class Sam3TrackerVideoPropagator(Sam2VideoPropagator):
+class Sam3TrackerVideoPropagator(Sam2VideoPropagator, CachedVision):
     """Sam2VideoPropagator over SAM 3's tracker: the same streaming and pruning, since the tracker stores the same
     per-frame outputs (pred_masks, high_res_masks, object_pointer, object_score_logits, maskmem_features,
     maskmem_pos_enc; checked in tests). Sizes for the memory bound: S = 1008 real / 112 tiny, feature grid S / 14
     (72 x 72 real), so a kept memory frame costs about 2 MB per object on the real face (64 x 72 x 72 bf16 features
-    + float32 position encoding)."""
+    + float32 position encoding).
+
+    Each frame's ViT output comes through `vision_cache` (by default one of its own, of VISION_CACHE_FRAMES;
+    load_sam3_video gives the one the checkpoint's SAM 3 models share): the frames SAM 3's detector grounded are not
+    encoded again, nor are the frames of an earlier track when a refine round tracks other boxes. The tracker's
+    vision encoder is changed for the length of each frame's forward: one call at a time per propagator.
+    """
 
     session_class = Sam3TrackerClipSession
 
+    def __init__(
+        self,
+        spec: ModelSpec,
+        model: Sam3TrackerVideoModel,
+        processor: Sam3TrackerVideoProcessor,
+        device: str,
+        vision_cache: Sam3VisionCache | None = None,
+    ) -> None:
+        super().__init__(spec, model, processor, device)
+        self._use_vision_cache(processor, vision_cache)
+
+    def _encoding(self, image: Image.Image) -> contextlib.AbstractContextManager[None]:
+        # The tracker's get_image_features calls its vision encoder, then projects two FPN levels for its mask
+        # decoder: only the encoder call is answered from the cache.
+        encoder = self.model.vision_encoder
+        return self.vision_cache.answering(encoder, "forward", encoder, self._picture(image))
+
 
 def load_sam3_video(spec: ModelSpec, device: str) -> Sam3TrackerVideoPropagator:
-    """SAM 3's tracker as a propagator for `spec` on `device` (see sam2_video.build_video_adapter)."""
-    return build_video_adapter(
-        spec,
-        device,
-        Sam3TrackerVideoPropagator,
-        (Sam3TrackerVideoModel, Sam3TrackerVideoProcessor),
-        build_tiny,
-        build_random,
-    )
+    """SAM 3's tracker as a propagator for `spec` on `device`, its ViT shared with the checkpoint's other SAM 3 models
+    (sam3_vision): float32 weights unless spec.dtype says otherwise, each frame's forward under bfloat16 autocast on
+    CUDA."""
+    pretrained = (Sam3TrackerVideoModel.from_pretrained, Sam3TrackerVideoProcessor.from_pretrained)
+    model, processor, cache = load_sharing_vision(spec, device, pretrained, build_tiny, build_random, _vision_encoder)
+    return Sam3TrackerVideoPropagator(spec, model, processor, device, cache)
