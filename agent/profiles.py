@@ -199,13 +199,14 @@ found)."""
 def _from_segmenter_checkpoint(
     settings: PipelineSettings, role: Role, families: dict[str, str], needs: str
 ) -> ModelSpec:
-    """`role`'s model from the run's segmenter checkpoint and face, its family looked up by the segmenter's in
-    `families`; `needs` (what the mode needs) opens the error when the segmenter has none."""
+    """`role`'s model from the run's segmenter checkpoint (id, revision), face and dtype, its family looked up by the
+    segmenter's in `families`; `needs` (what the mode needs) opens the error when the segmenter has none. Same
+    checkpoint, revision and dtype: SAM 3's models then share one ViT (tools/models/sam3_vision.py)."""
     segmenter = settings.segmenter
     family = families.get(segmenter.family)
     if family is None:
         raise InputError(f"{needs}, not '{segmenter.family}'")
-    return ModelSpec(role=role, family=family, model_id=segmenter.model_id, face=segmenter.face)
+    return segmenter.model_copy(update={"role": role, "family": family})
 
 
 def propagator_for(settings: PipelineSettings, choice: str | None = None) -> ModelSpec:

@@ -179,6 +179,10 @@ def test_propagator_for_picks_the_tracker_of_the_segmenter() -> None:
     assert tiny.propagator == SAM3_VIDEO_TINY.model_copy(update={"model_id": "tiny-sam3"})
     randomised = settings_from_args(build_parser().parse_args([*args, "--weights", "random"]))
     assert randomised.propagator is not None and randomised.propagator.face == "random"
+    pinned = base_profile("sam3")
+    segmenter = pinned.segmenter.model_copy(update={"revision": "3c879f3", "dtype": "bfloat16"})
+    tracker = propagator_for(pinned.model_copy(update={"segmenter": segmenter}))
+    assert (tracker.revision, tracker.dtype) == ("3c879f3", "bfloat16")  # the same checkpoint, as the detector's
     other = base_profile("tiny")
     other = other.model_copy(update={"segmenter": other.segmenter.model_copy(update={"family": "box_fake"})})
     with pytest.raises(InputError, match="SAM2 or SAM 3"):
