@@ -23,7 +23,7 @@ import argparse
 import json
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +50,17 @@ Answer = list[tuple]
 score and its packed mask bits."""
 Round = Callable[[float], list[Answer]]
 """One round at a threshold: every frame's answer."""
+Way = tuple[Any, ...]
+"""The SAM 3 adapters one way runs (one per model), sharing one ViT-output cache."""
 
 
 def _threshold(round_index: int) -> float:
     return 0.25 + 0.05 * round_index
 
 
-def _image_round(text_segmenter: Sam3TextSegmenter, frames: list[FrameRef], phrases: list[str]) -> Round:
+def _image_round(way: Way, frames: list[FrameRef], phrases: list[str]) -> Round:
     """Rounds of image mode through the grounder and segmenter roles, as graphs/stages.py calls them."""
+    [text_segmenter] = way
     images = [Image.open(ref.path).convert("RGB") for ref in frames]
     store = InstanceStore()
     grounder = Sam3Grounder(text_segmenter.spec, text_segmenter, store)
@@ -79,8 +82,9 @@ def _image_round(text_segmenter: Sam3TextSegmenter, frames: list[FrameRef], phra
     return run
 
 
-def _video_round(video_segmenter: Sam3VideoSegmenter, frames: list[FrameRef], phrases: list[str]) -> Round:
+def _video_round(way: Way, frames: list[FrameRef], phrases: list[str]) -> Round:
     """Rounds of video mode: SAM 3's video model over the whole clip."""
+    [video_segmenter] = way
 
     def run(threshold: float) -> list[Answer]:
         return [
@@ -101,17 +105,18 @@ SEED_OBJECTS = 2
 tracker's cost per object is not what this bench measures)."""
 
 
-def _propagate_round(way: PropagateWay, frames: list[FrameRef], phrases: list[str]) -> Round:
+def _propagate_round(way: Way, frames: list[FrameRef], phrases: list[str]) -> Round:
     """Rounds of propagate mode, as graphs/stages.py runs them: the Sam3Grounder role detects the phrases on the
     seed candidates (SEED_FRAMES frames evenly spaced), and SAM 3's tracker carries the SEED_OBJECTS best instances
     of the best-grounded frame through the clip."""
     text_segmenter, tracker = way
     grounder = Sam3Grounder(text_segmenter.spec, text_segmenter, InstanceStore())
     candidates = seed_candidates([True] * len(frames), SEED_FRAMES)
+    images = [load_frame(frames[k])[0] for k in candidates]  # decoded as the tracker decodes them
+    indices = [frames[k].index for k in candidates]
 
     def run(threshold: float) -> list[Answer]:
-        images = [load_frame(frames[k])[0] for k in candidates]  # decoded as the tracker decodes them
-        found = grounder.detect(images, [phrases] * len(images), [frames[k].index for k in candidates], threshold, 0)
+        found = grounder.detect(images, [phrases] * len(images), indices, threshold, 0.25)
         seed_index = best_seed_frame(found)
         if seed_index is None:
             return [[] for _ in frames]
@@ -134,56 +139,27 @@ def _spec(role: str, family: str, face: str) -> ModelSpec:
     return ModelSpec(role=role, family=family, model_id="facebook/sam3", face=face)
 
 
-def _image_ways(registry: ModelRegistry, face: str) -> tuple[Sam3TextSegmenter, dict[str, Sam3TextSegmenter]]:
-    """The registry's text segmenter (warm-up only), and a text segmenter per way on its model."""
-    shared = registry.get(_spec("text_segmenter", "sam3", face))
-    return shared, {
-        name: Sam3TextSegmenter(shared.spec, shared.model, shared.processor, registry.device, Sam3VisionCache(frames))
-        for name, frames in CACHES
-    }
-
-
-def _video_ways(registry: ModelRegistry, face: str) -> tuple[Sam3VideoSegmenter, dict[str, Sam3VideoSegmenter]]:
-    """The registry's video segmenter (warm-up only), and a video segmenter per way on its model."""
-    shared = registry.get(_spec("video_segmenter", "sam3_video", face))
-    return shared, {
-        name: Sam3VideoSegmenter(shared.spec, shared.model, shared.processor, registry.device, Sam3VisionCache(frames))
-        for name, frames in CACHES
-    }
-
-
-PropagateWay = tuple[Sam3TextSegmenter, Sam3TrackerVideoPropagator]
-
-
-def _propagate_ways(registry: ModelRegistry, face: str) -> tuple[PropagateWay, dict[str, PropagateWay]]:
-    """The registry's text segmenter and tracker, which share one ViT (warm-up only), and per way the two on their
-    models with one cache."""
-    detector = registry.get(_spec("text_segmenter", "sam3", face))
-    tracker = registry.get(_spec("propagator", "sam3_tracker_video", face))
+def _ways(registry: ModelRegistry, face: str, adapters: Sequence[tuple[str, str, type]]) -> tuple[Way, dict[str, Way]]:
+    """The registry's adapters for `adapters` (role, family, adapter class), which share one ViT (warm-up only), and
+    per way the same adapter classes on their models with one cache of the way's size."""
+    shared = tuple(registry.get(_spec(role, family, face)) for role, family, _ in adapters)
     ways = {}
     for name, frames in CACHES:
         cache = Sam3VisionCache(frames)
-        ways[name] = (
-            Sam3TextSegmenter(detector.spec, detector.model, detector.processor, registry.device, cache),
-            Sam3TrackerVideoPropagator(tracker.spec, tracker.model, tracker.processor, registry.device, cache),
+        ways[name] = tuple(
+            adapter_class(a.spec, a.model, a.processor, registry.device, cache)
+            for a, (_, _, adapter_class) in zip(shared, adapters, strict=True)
         )
-    return (detector, tracker), ways
+    return shared, ways
 
 
-def _models(way: Any) -> list[torch.nn.Module]:
-    return [adapter.model for adapter in (way if isinstance(way, tuple) else (way,))]
-
-
-def _cache(way: Any) -> Sam3VisionCache:
-    return (way[0] if isinstance(way, tuple) else way).vision_cache
-
-
-MODES: dict[str, tuple[Callable[[ModelRegistry, str], tuple[Any, dict[str, Any]]], Callable[..., Round]]] = {
-    "image": (_image_ways, _image_round),
-    "video": (_video_ways, _video_round),
-    "propagate": (_propagate_ways, _propagate_round),
+DETECTOR = ("text_segmenter", "sam3", Sam3TextSegmenter)
+MODES: dict[str, tuple[list[tuple[str, str, type]], Callable[[Way, list[FrameRef], list[str]], Round]]] = {
+    "image": ([DETECTOR], _image_round),
+    "video": ([("video_segmenter", "sam3_video", Sam3VideoSegmenter)], _video_round),
+    "propagate": ([DETECTOR, ("propagator", "sam3_tracker_video", Sam3TrackerVideoPropagator)], _propagate_round),
 }
-"""Per mode: how the ways are built over the registry's models, and how a round runs a way."""
+"""Per mode: the SAM 3 adapters a round runs (role, family and class), and how a round runs them."""
 
 
 def _parameter_mb(models: list[torch.nn.Module]) -> tuple[float, float]:
@@ -218,10 +194,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args, registry = parse_with_registry(_parser(), argv)
     start = time.perf_counter()
-    build_ways, round_of = MODES[args.mode]
-    shared, ways = build_ways(registry, args.face)
+    adapters, round_of = MODES[args.mode]
+    shared, ways = _ways(registry, args.face, adapters)
     build_s = round(time.perf_counter() - start, 2)
-    params_mb, unshared_mb = _parameter_mb(_models(shared))
+    params_mb, unshared_mb = _parameter_mb([adapter.model for adapter in shared])
     with tempfile.TemporaryDirectory(prefix="openavs-sam3-") as tmp:
         frames = write_frames(Path(tmp), args.frames, args.size)
         # Warm-up, outside both ways: first-call allocations, kernel choices.
@@ -247,9 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         "cached_s": round(totals["cached"], 3),
         "speedup": round(totals["uncached"] / totals["cached"], 3),
         "rounds_s": {name: [round(s, 3) for s in results[name][0]] for name in ways},
-        "vit_passes_uncached": _cache(ways["uncached"]).passes,
-        "vit_passes_cached": _cache(ways["cached"]).passes,
-        "cache_mb": round(_cache(ways["cached"]).nbytes() / 1e6, 3),
+        "vit_passes_uncached": ways["uncached"][0].vision_cache.passes,
+        "vit_passes_cached": ways["cached"][0].vision_cache.passes,
+        "cache_mb": round(ways["cached"][0].vision_cache.nbytes() / 1e6, 3),
         "parameters_mb": params_mb,
         "parameters_mb_without_sharing": unshared_mb,
         "instances": sum(len(answer) for answer in results["cached"][1]),
