@@ -15,14 +15,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator, Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from agent.chat_events import ChatEvent
-from agent.chat_session import ChatSession
-from agent.profiles import PROFILE_NAMES
-from tools.cache import DiskCache, default_cache_dir
+from agent.cli_names import PROFILE_NAMES
 from tools.cli import ArgumentParser
 from tools.errors import OpenAVSError
+from tools.media import probe_clip
+
+if TYPE_CHECKING:
+    from agent.chat_events import ChatEvent
+    from agent.chat_session import ChatSession
 
 QUIT_WORDS = {"quit", "exit", "bye", ":q"}
 PROMPT = "you> "
@@ -133,6 +135,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):  # a caption's odd character must not end the conversation
             stream.reconfigure(errors="replace")
     try:
+        probe_clip(args.clip)
+        # Only now, with the clip known to be readable: the session loads torch, transformers and LangGraph (seconds),
+        # which a mistyped path need not wait for.
+        from agent.chat_session import ChatSession
+        from tools.cache import DiskCache, default_cache_dir
+
         cache = None if args.no_cache else DiskCache(default_cache_dir())
         chat = ChatSession(
             args.clip,

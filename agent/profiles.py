@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from agent.cli_names import PROFILE_NAMES, SEGMENTATION_MODES
 from graphs.context import PAPER_QUERIES, AgentSettings, LLMSettings, PipelineSettings
 from tools.errors import InputError
 from tools.models.base import ModelSpec, Role
@@ -54,7 +55,6 @@ SAM3_ID = "facebook/sam3"
 SAM3_DETECTION_THRESHOLD = 0.5
 """SAM 3's own default detection threshold; its scores are not GroundingDINO's, so the paper's 0.25 does not carry."""
 
-PROFILE_NAMES = ("paper", "default", "sam3", "tiny")
 LOCAL_PLANNER_FAMILY = "qwen2_chat"  # tools.models.chat_llm: any chat template that takes tools= and writes <tool_call>
 
 
@@ -226,7 +226,6 @@ def propagator_for(settings: PipelineSettings, choice: str | None = None) -> Mod
     return spec if choice is None else spec.model_copy(update={"family": choice})
 
 
-SEGMENTATION_MODES = ("image", "propagate", "video")
 VIDEO_SEGMENTER_FAMILY = {"sam3": "sam3_video"}
 """Segmenter family -> the text-prompted video model of the same checkpoint (SAM 3's detector + tracker)."""
 

@@ -11,27 +11,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent.profiles import (
-    PROFILE_NAMES,
-    SEGMENTATION_MODES,
-    agent_profile,
-    base_profile,
-    parse_model_arg,
-    parse_planner_arg,
-    resolve_llm,
-    with_compiled_models,
-    with_random_weights,
-    with_segmentation,
-)
-from agent.runner import load_run, new_run_dir, run_graph
-from graphs.context import LLMSettings, PipelineSettings
-from graphs.pipeline import VideoSource
-from tools.cache import DiskCache, default_cache_dir
+from agent.cli_names import PROFILE_NAMES, SEGMENTATION_MODES
 from tools.cli import ArgumentParser
 from tools.datamodel import frame_number
 from tools.errors import InputError, OpenAVSError
 from tools.media import probe_clip
-from tools.sampling import parse_frame_strategy
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,80 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from_args(args: argparse.Namespace) -> PipelineSettings:
-    """The profile, refined by every option the user gave."""
-    agent = args.graph == "agent"
-    settings = agent_profile(args.profile) if agent else base_profile(args.profile)
-    updates: dict = {}
-    for role in ("captioner", "tagger", "grounder", "segmenter", "critic"):
-        value = getattr(args, role)
-        if value is not None:
-            if role == "critic" and not agent:
-                raise InputError("--critic belongs to the agent graph (--graph agent)")
-            updates[role] = parse_model_arg(role, value)
-    updates.update(_agent_updates(args) if agent else {})
-    if args.frames is not None:
-        parse_frame_strategy(args.frames)
-        updates["frames"] = args.frames
-    if args.max_frames is not None:
-        if args.max_frames < 1:
-            raise InputError("--max-frames must be at least 1")
-        updates["max_frames"] = args.max_frames
-    for name in ("box_threshold", "text_threshold"):
-        value = getattr(args, name)
-        if value is not None:
-            if not 0.0 <= value <= 1.0:
-                raise InputError(f"--{name.replace('_', '-')} must be between 0 and 1, got {value}")
-            updates[name] = value
-    if args.queries is not None:
-        queries = tuple(q.strip() for q in args.queries.split("|") if q.strip())
-        if not queries:
-            raise InputError("--queries needs at least one query")
-        updates["queries"] = queries
-    if args.phrases is not None:
-        phrases = tuple(p.strip().lower() for p in args.phrases.split(",") if p.strip())
-        if not phrases:
-            raise InputError("--phrases needs at least one phrase")
-        updates["oracle_phrases"] = phrases
-    if args.translator is not None:
-        updates["translator"] = args.translator
-    if args.variant is not None:
-        updates["translate_variant"] = args.variant
-    updates["device"] = args.device
-    updates["write_overlay"] = not args.no_overlay
-    settings = settings.model_copy(update=updates)
-    settings = with_segmentation(settings, args.segmentation, args.propagator)
-    if args.seed_frames is not None:
-        if args.seed_frames < 0:
-            raise InputError(f"--seed-frames must be 0 or more, got {args.seed_frames}")
-        settings = settings.model_copy(update={"seed_frames": args.seed_frames})
-    if args.weights == "random":
-        settings = with_random_weights(settings)
-    if args.compile:
-        settings = with_compiled_models(settings)
-    needs_llm = settings.oracle_phrases is None and settings.translator == "llm"
-    remote_planner = getattr(settings, "planner", None) == "llm" and getattr(settings, "planner_model", None) is None
-    if needs_llm or remote_planner or args.llm or args.llm_base_url:
-        settings = resolve_llm(settings, args.llm, args.llm_base_url)
-    return type(settings).model_validate(settings.model_dump())
-
-
-def _agent_updates(args: argparse.Namespace) -> dict:
-    updates: dict = {}
-    for name, low in (("max_rounds", 1), ("max_tool_calls", 1), ("deadline", 1)):
-        value = getattr(args, name)
-        if value is not None:
-            if value < low:
-                raise InputError(f"--{name.replace('_', '-')} must be at least {low}")
-            updates["deadline_s" if name == "deadline" else name] = value
-    if args.planner is not None:
-        updates.update(parse_planner_arg(args.planner))
-    if args.critic_llm is not None:
-        updates["critic"] = None
-        updates["critic_llm"] = LLMSettings(model=args.critic_llm, base_url=args.llm_base_url)
-    return updates
-
-
 def _summary(state: dict, run_dir: Path) -> str:
     lines = [f"run folder: {run_dir}"]
     for frame, phrases in zip(state["frames"], state["phrases"], strict=True):
@@ -175,14 +85,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run_dir: Path | None = None
     try:
-        if args.resume:
+        if not (args.resume or args.clip):
+            raise InputError("give a video file to segment (or --resume RUN_DIR)")
+        info = None if args.resume else probe_clip(args.clip)
+        # Only now, with the clip known to be readable: these load torch, transformers and LangGraph (seconds),
+        # which a mistyped path need not wait for.
+        from agent.cli_settings import settings_from_args
+        from agent.runner import load_run, new_run_dir, run_graph
+        from graphs.pipeline import VideoSource
+        from tools.cache import DiskCache, default_cache_dir
+
+        if info is None:
             run_dir = Path(args.resume)
             graph, settings, source = load_run(run_dir)
             resume = True
         else:
-            if not args.clip:
-                raise InputError("give a video file to segment (or --resume RUN_DIR)")
-            info = probe_clip(args.clip)
             settings = settings_from_args(args)
             source = VideoSource(kind="video", path=str(Path(args.clip).resolve()))
             run_dir = new_run_dir(args.out, Path(info.path).stem)

@@ -43,7 +43,7 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.chat_session import ChatSession
-from agent.profiles import PROFILE_NAMES
+from agent.cli_names import PROFILE_NAMES
 from agent.web_files import TRACE_CSP, links, output_path, write_masks_zip, write_trace_page
 from agent.web_page import content_security_policy, new_nonce, render_page
 from agent.web_store import (

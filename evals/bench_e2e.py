@@ -27,9 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agent.cli_names import PROFILE_NAMES, SEGMENTATION_MODES
 from agent.profiles import (
-    PROFILE_NAMES,
-    SEGMENTATION_MODES,
     base_profile,
     with_compiled_models,
     with_random_weights,

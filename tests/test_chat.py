@@ -217,7 +217,8 @@ def test_the_cli_ends_at_eof_without_quit_and_rejects_bad_input(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rig = ChatRig(tmp_path)
-    monkeypatch.setattr(chat_cli, "ChatSession", partial(ChatSession, settings=rig.settings, registry=rig.registry))
+    session = partial(ChatSession, settings=rig.settings, registry=rig.registry)
+    monkeypatch.setattr("agent.chat_session.ChatSession", session)  # agent.chat imports it once the clip is checked
     monkeypatch.setattr(sys, "stdin", io.StringIO("what is making the sound?\n\nhelp\n"))  # no quit: EOF ends it
     assert chat_cli.main([str(rig.clip), "--out", str(tmp_path / "cli"), "--no-cache"]) == 0
     out, err = capsys.readouterr()

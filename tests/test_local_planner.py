@@ -13,7 +13,8 @@ import pytest
 import torch
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-from agent.solve import build_parser, settings_from_args
+from agent.cli_settings import settings_from_args
+from agent.solve import build_parser
 from graphs.agent import _checked_messages
 from graphs.agent_tools import describe_audio, finalize, ground
 from tests.agent_rig import MAN_BOX, PIANO_BOX, Rig

@@ -13,9 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
+from agent.cli_settings import settings_from_args
 from agent.profiles import base_profile, with_segmentation
 from agent.runner import run_graph
-from agent.solve import build_parser, settings_from_args
+from agent.solve import build_parser
 from graphs.pipeline import VideoSource
 from tests.clipfactory import write_test_clip
 from tests.test_propagation import one_thread  # noqa: F401  (autouse: one thread for tiny models)

@@ -12,9 +12,10 @@ import pytest
 import torch
 from transformers import Sam3TrackerVideoConfig, Sam3VideoConfig, Sam3VideoModel, Sam3VideoProcessor
 
+from agent.cli_settings import settings_from_args
 from agent.profiles import base_profile, propagator_for
 from agent.runner import run_graph
-from agent.solve import build_parser, settings_from_args
+from agent.solve import build_parser
 from graphs.pipeline import VideoSource
 from tests.clipfactory import write_test_clip
 from tests.test_propagation import (

@@ -138,7 +138,7 @@ def test_odd_clips_give_one_mask_per_frame_at_display_size(name: str, tmp_path: 
         profile="fakes", captioner=fakes[0].spec, tagger=fakes[1].spec, grounder=fakes[2].spec, segmenter=fakes[3].spec
     )
     monkeypatch.setattr("agent.runner.ModelRegistry", lambda device=None: registry)
-    monkeypatch.setattr("agent.solve.agent_profile", lambda profile: settings)
+    monkeypatch.setattr("agent.cli_settings.agent_profile", lambda profile: settings)
     run = tmp_path / "run"
     assert solve.main([str(path), "--out", str(run), "--no-cache"]) == 0
     width, height = spec["size"]

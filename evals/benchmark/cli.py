@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.profiles import PROFILE_NAMES, SEGMENTATION_MODES
+from agent.cli_names import PROFILE_NAMES, SEGMENTATION_MODES
+from agent.cli_settings import settings_from_args
 from agent.solve import build_parser as solve_parser
-from agent.solve import settings_from_args
 from evals.benchmark.options import GRAPHS, PROMPTS, BenchmarkOptions
 from evals.benchmark.runner import run_benchmark
 from evals.datasets import SUBSETS

@@ -1,0 +1,66 @@
+"""agent.solve and agent.chat answer `--help` and a bad clip before loading any model library.
+
+torch, transformers and LangGraph take seconds to import (about 5 s per process on 2 cores, twice that where Python
+may not write bytecode); a mistyped path or `--help` must not wait for them. Each case runs in a fresh interpreter,
+since this test process has imported them long ago.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.clipfactory import write_test_clip
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "transformers", "langgraph", "langchain_core")
+
+PROBE = """
+import importlib, json, sys
+heavy, module, args = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3:]
+try:
+    code = importlib.import_module(module).main(args)
+except SystemExit as exit_:
+    code = exit_.code
+print(json.dumps({"code": code, "loaded": [m for m in heavy if m in sys.modules]}))
+"""
+
+
+def _run(module: str, args: list[str]) -> tuple[dict, str]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(HEAVY), module, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+@pytest.mark.parametrize("module", ["agent.solve", "agent.chat"])
+@pytest.mark.parametrize("case", ["missing", "not a video", "help"])
+def test_help_and_bad_clips_answer_before_the_model_libraries_load(module: str, case: str, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video")
+    args = {"missing": [str(tmp_path / "nope.mp4")], "not a video": [str(notes)], "help": ["--help"]}[case]
+    answer, err = _run(module, args)
+    assert answer["loaded"] == []
+    if case == "help":
+        assert answer["code"] == 0
+    else:
+        assert answer["code"] == 2
+        assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
+
+
+def test_a_readable_clip_goes_on_to_load_them(tmp_path: Path) -> None:
+    """The other side of the split: past the clip check, the next error (an unknown model folder) comes from the
+    settings, which load the libraries; so the check above is not passing for want of ever importing them."""
+    clip = write_test_clip(tmp_path / "clip.mp4", seconds=1.0, size=(32, 24))
+    answer, err = _run("agent.solve", [str(clip), "--grounder", str(tmp_path / "no-such-model"), "--no-cache"])
+    assert answer["code"] == 2 and err.startswith("error: ")
+    assert answer["loaded"] == list(HEAVY)
