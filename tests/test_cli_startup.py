@@ -1,4 +1,5 @@
-"""agent.solve and agent.chat answer `--help` and a bad clip before loading any model library.
+"""agent.solve, agent.chat and evals/run_avsbench.py answer `--help` and a bad clip or dataset before loading any
+model library.
 
 torch, transformers and LangGraph take seconds to import (about 5 s per process on 2 cores, twice that where Python
 may not write bytecode); a mistyped path or `--help` must not wait for them. Each case runs in a fresh interpreter,
@@ -42,19 +43,36 @@ def _run(module: str, args: list[str]) -> tuple[dict, str]:
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
 
 
-@pytest.mark.parametrize("module", ["agent.solve", "agent.chat"])
-@pytest.mark.parametrize("case", ["missing", "not a video", "help"])
-def test_help_and_bad_clips_answer_before_the_model_libraries_load(module: str, case: str, tmp_path: Path) -> None:
+def _bad_input(case: str, tmp_path: Path) -> list[str]:
+    """Arguments of `case`: a clip that is not there or not a video, or an AVSBench root of neither kind."""
     notes = tmp_path / "notes.mp4"
     notes.write_text("not a video")
-    args = {"missing": [str(tmp_path / "nope.mp4")], "not a video": [str(notes)], "help": ["--help"]}[case]
-    answer, err = _run(module, args)
-    assert answer["loaded"] == []
-    if case == "help":
-        assert answer["code"] == 0
-    else:
-        assert answer["code"] == 2
-        assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
+    return {
+        "missing clip": [str(tmp_path / "nope.mp4")],
+        "not a video": [str(notes)],
+        "missing root": ["--root", str(tmp_path / "nope"), "--subset", "s4"],
+        "root without metadata": ["--root", str(tmp_path), "--subset", "ms3"],
+    }[case]
+
+
+@pytest.mark.parametrize(
+    ("module", "case"),
+    [
+        *((module, case) for module in ("agent.solve", "agent.chat") for case in ("missing clip", "not a video")),
+        ("evals.benchmark.cli", "missing root"),
+        ("evals.benchmark.cli", "root without metadata"),
+    ],
+)
+def test_bad_input_is_one_line_before_the_model_libraries_load(module: str, case: str, tmp_path: Path) -> None:
+    answer, err = _run(module, _bad_input(case, tmp_path))
+    assert answer == {"code": 2, "loaded": []}
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("module", ["agent.solve", "agent.chat", "evals.benchmark.cli"])
+def test_help_answers_before_the_model_libraries_load(module: str) -> None:
+    answer, _ = _run(module, ["--help"])
+    assert answer == {"code": 0, "loaded": []}
 
 
 def test_a_readable_clip_goes_on_to_load_them(tmp_path: Path) -> None:

@@ -18,19 +18,19 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.cli_names import PROFILE_NAMES, SEGMENTATION_MODES
-from agent.cli_settings import settings_from_args
 from agent.solve import build_parser as solve_parser
 from evals.benchmark.options import GRAPHS, PROMPTS, BenchmarkOptions
-from evals.benchmark.runner import run_benchmark
 from evals.datasets import SUBSETS
-from graphs.context import PipelineSettings
 from tools.cli import ArgumentParser
 from tools.errors import OpenAVSError
-from tools.models.registry import ModelRegistry
-from tools.translate import Translator
+
+if TYPE_CHECKING:
+    from graphs.context import PipelineSettings
+    from tools.models.registry import ModelRegistry
+    from tools.translate import Translator
 
 LINE_KEYS = (
     "subset", "split", "profile", "prompts", "miou", "fscore", "fscore_binary", "n_videos", "n_frames",
@@ -90,20 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace) -> BenchmarkOptions:
-    """Options; the pipeline settings are built like agent.solve's (not when only scoring predictions)."""
-    settings: PipelineSettings | None = None
-    if args.predictions is None:
-        solve_args = solve_parser().parse_args([])
-        vars(solve_args).update({k: getattr(args, k) for k in MODEL_FLAGS}, no_overlay=True)
-        if args.prompts == "oracle":
-            solve_args.phrases = _ORACLE_PLACEHOLDER
-        settings = settings_from_args(solve_args)
+    """Options without the pipeline settings (see settings_from_flags)."""
     return BenchmarkOptions(
         root=args.root,
         subset=args.subset,
         split=args.split,
         profile=args.profile,
-        settings=settings,
         graph=args.graph,
         prompts=args.prompts,
         limit=args.limit,
@@ -117,6 +109,17 @@ def options_from_args(args: argparse.Namespace) -> BenchmarkOptions:
         pad_to=args.pad_to or None,
         show_progress=not args.quiet,
     )
+
+
+def settings_from_flags(args: argparse.Namespace) -> PipelineSettings:
+    """The pipeline settings of the model flags, built like agent.solve's (this loads torch and transformers)."""
+    from agent.cli_settings import settings_from_args
+
+    solve_args = solve_parser().parse_args([])
+    vars(solve_args).update({k: getattr(args, k) for k in MODEL_FLAGS}, no_overlay=True)
+    if args.prompts == "oracle":
+        solve_args.phrases = _ORACLE_PLACEHOLDER
+    return settings_from_args(solve_args)
 
 
 def summary_line(metrics: dict[str, Any]) -> str:
@@ -135,9 +138,13 @@ def main(
     args = build_parser().parse_args(argv)
     try:
         options = options_from_args(args)
-        if settings is not None:
-            options.settings = settings
-        metrics = run_benchmark(options, registry=registry, translator=translator)
+        options.validate()
+        dataset = options.dataset()  # a wrong root, split or missing file is reported before the libraries load
+        from evals.benchmark.runner import run_benchmark
+
+        if options.predictions is None:
+            options.settings = settings or settings_from_flags(args)
+        metrics = run_benchmark(options, registry=registry, translator=translator, dataset=dataset)
     except OpenAVSError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from evals.datasets import SUBSETS
-from graphs.context import PipelineSettings
+from evals.datasets import SUBSETS, EvalClip, load_clips, read_avss_classes
 from tools.errors import InputError
+
+if TYPE_CHECKING:  # graphs.context loads torch and transformers: the command line checks its options without them
+    from graphs.context import PipelineSettings
 
 Prompts = Literal["audio", "oracle"]
 PROMPTS: tuple[str, ...] = ("audio", "oracle")
@@ -68,6 +70,13 @@ class BenchmarkOptions:
         for bad, message in checks:
             if bad:
                 raise InputError(message)
+
+    def dataset(self) -> tuple[list[EvalClip], list[str] | None]:
+        """The split's clips, every listed file checked, and for AVSS its class names (else None): InputError for a
+        root, metadata, split or file that is not there."""
+        clips = load_clips(self.root, self.subset, split=self.split, limit=self.limit)
+        class_names = read_avss_classes(self.root) if self.subset == "avss" else None
+        return clips, class_names
 
     def default_out(self, profile: str) -> Path:
         """A fixed folder per setting, so running the same command again resumes it."""

@@ -42,7 +42,7 @@ from evals.benchmark.provenance import provenance
 from evals.benchmark.report import video_rows, write_errors, write_outputs
 from evals.benchmark.score import BenchmarkScores, per_category, score_tree
 from evals.benchmark.serialize import serialize_models
-from evals.datasets import EvalClip, load_clips, read_avss_classes
+from evals.datasets import EvalClip
 from evals.datasets.palette import AVSS_NUM_CLASSES
 from graphs.context import PipelineSettings
 from tools.cache import DiskCache, default_cache_dir
@@ -130,12 +130,6 @@ def iterate_clips(runner: ClipRunner, clips: Iterable[EvalClip], workers: int) -
             yield from (f.result() for f in finished)
 
 
-def _load(options: BenchmarkOptions) -> tuple[list[EvalClip], list[str] | None]:
-    clips = load_clips(options.root, options.subset, split=options.split, limit=options.limit)
-    class_names = read_avss_classes(options.root) if options.subset == "avss" else None
-    return clips, class_names
-
-
 def _score(
     options: BenchmarkOptions, clips: list[EvalClip], pred_dir: Path, class_names: list[str] | None
 ) -> BenchmarkScores:
@@ -149,15 +143,20 @@ def _score(
 
 
 def run_benchmark(
-    options: BenchmarkOptions, *, registry: ModelRegistry | None = None, translator: Translator | None = None
+    options: BenchmarkOptions,
+    *,
+    registry: ModelRegistry | None = None,
+    translator: Translator | None = None,
+    dataset: tuple[list[EvalClip], list[str] | None] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the benchmark, or only score `options.predictions`; returns the metrics.json document.
 
-    `registry` / `translator` replace the ones built from the settings (tests install fakes). Raises InputError
-    for unusable options or data, TooManyErrorsError when more than `max_errors` clips fail.
+    `registry` / `translator` replace the ones built from the settings (tests install fakes); `dataset` is
+    `options.dataset()` where the caller has already loaded it. Raises InputError for unusable options or data,
+    TooManyErrorsError when more than `max_errors` clips fail.
     """
     options.validate()
-    clips, class_names = _load(options)
+    clips, class_names = dataset or options.dataset()
     if options.predictions is not None:
         return _score_only(options, clips, class_names)
     return _run_and_score(options, clips, class_names, registry, translator)
