@@ -143,7 +143,7 @@ def main(
         from evals.benchmark.runner import run_benchmark
 
         if options.predictions is None:
-            options.settings = settings or settings_from_flags(args)
+            options.settings = settings if settings is not None else settings_from_flags(args)
         metrics = run_benchmark(options, registry=registry, translator=translator, dataset=dataset)
     except OpenAVSError as err:
         print(f"error: {err}", file=sys.stderr)
