@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from prompts.translate import PromptMessage, sanitize
 from tools.critique import MAX_SUGGESTION_CHARS, Finding, Problem, Verdict
-from tools.datamodel import frame_number
+from tools.datamodel import FIRST_FRAME_NUMBER, frame_index_of, frame_number
 from tools.errors import ModelOutputError
 
 __all__ = [
@@ -179,16 +179,16 @@ def parse_verdict(text: str, n_frames: int | None = None) -> Verdict:
     if score is None:
         raise VerdictParseError('"score" must be a number from 0 to 1')
     problems = [p for p in (_problem(item) for item in _items(data.get("problems"))) if p is not None]
-    numbers = {f for f in (_frame(item) for item in _items(data.get("frames"))) if f is not None}
+    indices = {frame_index_of(f) for f in (_frame(item) for item in _items(data.get("frames"))) if f is not None}
     if n_frames is not None:
-        numbers = {f for f in numbers if f <= n_frames}
+        indices = {k for k in indices if k < n_frames}
     suggestion = data.get("suggestion")
     suggestion = _one_line(suggestion) if isinstance(suggestion, str) else ""
     return Verdict(
         ok=ok,
         score=round(min(1.0, max(0.0, score)), 4),
         problems=list(dict.fromkeys(problems)),
-        frames=sorted(f - 1 for f in numbers),  # frame numbers (from 1) as clip frame indices
+        frames=sorted(indices),
         suggestion=suggestion,
         source="vlm",
     )
@@ -245,13 +245,14 @@ def _problem(value: Any) -> Problem | None:
 
 
 def _frame(value: Any) -> int | None:
+    """A frame number as the VLM wrote it (an int, a whole float or digits), or None when it is not one."""
     if isinstance(value, bool):
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
-    return value if isinstance(value, int) and value >= 1 else None
+    return value if isinstance(value, int) and value >= FIRST_FRAME_NUMBER else None
 
 
 def _one_line(text: str) -> str:

@@ -156,7 +156,7 @@ def run_benchmark(
     TooManyErrorsError when more than `max_errors` clips fail.
     """
     options.validate()
-    clips, class_names = dataset or options.dataset()
+    clips, class_names = dataset if dataset is not None else options.dataset()
     if options.predictions is not None:
         return _score_only(options, clips, class_names)
     return _run_and_score(options, clips, class_names, registry, translator)
