@@ -34,6 +34,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agent.chat_events import ChatEvent, EventKind, answer_event, tool_events
 from agent.profiles import agent_profile, resolve_llm
+from agent.run_record import RUN_RECORD, read_run_record, saved_settings, write_run_record
 from agent.runner import build_critic, build_planner, build_translator, preflight, preload_models
 from graphs.chat import build_chat
 from graphs.chat_planner import chat_llm_planner, streaming
@@ -45,7 +46,6 @@ from tools.datamodel import FIRST_FRAME_NUMBER
 from tools.errors import InputError, OpenAVSError
 from tools.media import probe_clip
 from tools.models.registry import ModelRegistry
-from tools.runfiles import read_json, write_json_atomic
 from tools.tracing import TraceWriter
 from tools.translate import Translator
 
@@ -97,15 +97,7 @@ class ChatSession:
         self._cache = cache
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if saved is None:
-            write_json_atomic(
-                self.run_dir / "run.json",
-                {
-                    "graph": "chat",
-                    "thread": self.thread_id,
-                    "settings": self.settings.model_dump(mode="json"),
-                    "source": dict(self._source),
-                },
-            )
+            write_run_record(self.run_dir, "chat", self.settings, self._source, thread=self.thread_id)
         self._tracer = TraceWriter(self.run_dir / "trace.jsonl")
         self._tracer.emit(
             "run_start",
@@ -256,24 +248,27 @@ class ChatSession:
         self._graph.update_state(self._config, {"messages": patch}, as_node="answer")
 
 
-def _locate(clip: Path, thread: str | None, out: str | Path | None) -> tuple[str, Path, dict[str, Any] | None]:
-    """The thread id, the run folder, and the saved run.json of a conversation to continue (None: a new one)."""
+def _locate(clip: Path, thread: str | None, out: str | Path | None) -> tuple[str, Path, AgentSettings | None]:
+    """The thread id, the run folder, and the saved settings of a conversation to continue (None: a new one)."""
     if thread is not None and not _THREAD_ID.match(thread):
         raise InputError(f"--thread {thread!r}: use letters, digits, '.', '_' and '-' (at most 64)")
     thread_id = thread or f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     run_dir = Path(out) if out is not None else Path("runs") / f"{clip.stem}-chat-{thread_id}"
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError(f"--out {run_dir} is a file, not a folder")
-    if not (run_dir / "run.json").is_file():
+    if not (run_dir / RUN_RECORD).is_file():
         return thread_id, run_dir, None
-    saved = read_json(run_dir / "run.json")
-    if saved.get("graph") != "chat":
+    saved = read_run_record(run_dir, str(run_dir))
+    if saved["graph"] != "chat":
         raise InputError(f"{run_dir} holds an agent.solve run, not a conversation: choose another --out")
-    if thread is not None and saved.get("thread") != thread:
-        raise InputError(f"{run_dir} holds conversation {saved.get('thread')!r}, not {thread!r}")
-    if Path(saved["source"]["path"]) != clip:
-        raise InputError(f"{run_dir} holds a conversation about {saved['source']['path']}, not {clip}")
-    return saved["thread"], run_dir, saved
+    saved_thread = saved.get("thread")
+    if not isinstance(saved_thread, str) or not _THREAD_ID.match(saved_thread):
+        raise InputError(f"{run_dir}: {RUN_RECORD} names no conversation thread")
+    if thread is not None and saved_thread != thread:
+        raise InputError(f"{run_dir} holds conversation {saved_thread!r}, not {thread!r}")
+    if Path(str(saved["source"].get("path"))) != clip:
+        raise InputError(f"{run_dir} holds a conversation about {saved['source'].get('path')}, not {clip}")
+    return saved_thread, run_dir, saved_settings(saved, AgentSettings, str(run_dir))
 
 
 def _settings(
@@ -281,7 +276,7 @@ def _settings(
     llm: str | None,
     llm_base_url: str | None,
     given: AgentSettings | None,
-    saved: dict[str, Any] | None,
+    saved: AgentSettings | None,
     injected_planner: bool,
 ) -> AgentSettings:
     """The given settings, else a continued conversation's saved ones, else the profile's; then the LLM options
@@ -289,7 +284,7 @@ def _settings(
     if given is not None:
         settings = given
     elif saved is not None:
-        settings = AgentSettings.model_validate(saved["settings"])
+        settings = saved
     else:
         settings = agent_profile(profile)
     needs_llm = given is None and (

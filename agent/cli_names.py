@@ -6,3 +6,4 @@ and a mistyped argument answer at once.
 
 PROFILE_NAMES = ("paper", "default", "sam3", "tiny")
 SEGMENTATION_MODES = ("image", "propagate", "video")
+GRAPH_NAMES = ("agent", "pipeline")

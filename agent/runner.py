@@ -1,7 +1,7 @@
 """One run of a graph over one clip: the run folder, the trace, the SQLite checkpointer, and resuming.
 
-run.json (written first) holds what is needed to resume: the settings, the source and the graph name; result.json
-(written last, by the graph's emit node) marks a complete run.
+run.json (written first, agent.run_record) holds what is needed to resume: the settings, the source and the graph
+name; result.json (written last, by the graph's emit node) marks a complete run.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from agent.run_record import RUN_RECORD, saved_settings, write_run_record
 from graphs.agent import build_agent
 from graphs.agent_tools import AGENT_TOOLS
 from graphs.context import AgentSettings, LLMSettings, PipelineSettings, RunContext
@@ -26,7 +27,6 @@ from tools.critic import Critic, OpenAIVlmCritic
 from tools.datamodel import FIRST_FRAME_NUMBER
 from tools.errors import InputError
 from tools.models.registry import ModelRegistry, ensure_weights_available
-from tools.runfiles import read_json, write_json_atomic
 from tools.tracing import TraceWriter
 from tools.translate import LexiconTranslator, LLMTranslator, Translator, build_chat_model
 
@@ -39,7 +39,7 @@ def new_run_dir(out: str | Path | None, stem: str) -> Path:
     """The run folder for a new run: `out` if given (it must not hold a run yet), else runs/<stem>-<date-time>.
     Not created here: run_graph creates it once the run's models are known to be available."""
     run_dir = Path("runs") / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}" if out is None else Path(out)
-    if (run_dir / "run.json").exists():
+    if (run_dir / RUN_RECORD).exists():
         raise InputError(f"{run_dir} already holds a run: resume it with --resume {run_dir} or choose another --out")
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError(f"--out {run_dir} is a file, not a folder")
@@ -128,10 +128,7 @@ def run_graph(
     preflight(settings)
     if not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(
-            run_dir / "run.json",
-            {"graph": graph, "settings": settings.model_dump(mode="json"), "source": dict(source)},
-        )
+        write_run_record(run_dir, graph, settings, source)
     tracer = TraceWriter(run_dir / "trace.jsonl")
     registry = registry or ModelRegistry(settings.device)
     context = RunContext(
@@ -202,12 +199,9 @@ def _model_line(registry: ModelRegistry) -> str:
     return ", ".join(f"{role} {seconds:.1f} s" for role, seconds in registry.load_seconds.items()) or "preloaded"
 
 
-def load_run(run_dir: Path) -> tuple[GraphName, PipelineSettings, VideoSource | FramesSource]:
-    """Graph name, settings and source of an earlier run, for --resume."""
-    if not (run_dir / "run.json").is_file():
-        raise InputError(f"--resume {run_dir}: no run.json there, so it is not a run folder")
-    if not (run_dir / "checkpoints.sqlite").is_file():
-        raise InputError(f"--resume {run_dir}: no checkpoints.sqlite there, so there is nothing to resume")
-    saved = read_json(run_dir / "run.json")
-    graph = saved.get("graph", "pipeline")
-    return graph, GRAPHS[graph][1].model_validate(saved["settings"]), saved["source"]
+def resumed_run(
+    record: dict[str, Any], run_dir: Path
+) -> tuple[GraphName, PipelineSettings, VideoSource | FramesSource]:
+    """Graph name, settings and source of an earlier run, from its run.json (agent.run_record.resumable_record)."""
+    graph = record["graph"]
+    return graph, saved_settings(record, GRAPHS[graph][1], f"--resume {run_dir}"), record["source"]

@@ -11,7 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent.cli_names import PROFILE_NAMES, SEGMENTATION_MODES
+from agent.cli_names import GRAPH_NAMES, PROFILE_NAMES, SEGMENTATION_MODES
+from agent.run_record import RUN_RECORD, resumable_record
 from tools.cli import ArgumentParser
 from tools.datamodel import frame_number
 from tools.errors import InputError, OpenAVSError
@@ -24,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", default="default", choices=PROFILE_NAMES, help="model set (default: default)")
     parser.add_argument("--out", help="run folder to create (default: runs/<clip>-<date-time>)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR")
-    parser.add_argument("--graph", default="agent", choices=["agent", "pipeline"], help="agent (default): planner, "
+    parser.add_argument("--graph", default="agent", choices=GRAPH_NAMES, help="agent (default): planner, "
                         "critique and refinement; pipeline: the paper's fixed pipeline")  # fmt: skip
     parser.add_argument("--frames", help="avsbench (default) | uniform:N | fps:F")
     parser.add_argument("--max-frames", type=int, help="at most this many frames (default 64)")
@@ -87,17 +88,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not (args.resume or args.clip):
             raise InputError("give a video file to segment (or --resume RUN_DIR)")
-        info = None if args.resume else probe_clip(args.clip)
-        # Only now, with the clip known to be readable: these load torch, transformers and LangGraph (seconds),
-        # which a mistyped path need not wait for.
+        record = resumable_record(Path(args.resume), GRAPH_NAMES) if args.resume else None
+        info = None if record is not None else probe_clip(args.clip)
+        # Only now, with the clip or run folder known to be usable: these load torch, transformers and LangGraph
+        # (seconds), which a mistyped path need not wait for.
         from agent.cli_settings import settings_from_args
-        from agent.runner import load_run, new_run_dir, run_graph
+        from agent.runner import new_run_dir, resumed_run, run_graph
         from graphs.pipeline import VideoSource
         from tools.cache import DiskCache, default_cache_dir
 
-        if info is None:
+        if record is not None:
             run_dir = Path(args.resume)
-            graph, settings, source = load_run(run_dir)
+            graph, settings, source = resumed_run(record, run_dir)
             resume = True
         else:
             settings = settings_from_args(args)
@@ -112,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
-        where = f"; resume with --resume {run_dir}" if run_dir and (run_dir / "run.json").is_file() else ""
+        where = f"; resume with --resume {run_dir}" if run_dir and (run_dir / RUN_RECORD).is_file() else ""
         print(f"interrupted{where}", file=sys.stderr)
         return 130
     except Exception as err:  # one line for the user; the trace has the record

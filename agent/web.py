@@ -33,7 +33,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
@@ -42,7 +42,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agent.chat_session import ChatSession
 from agent.cli_names import PROFILE_NAMES
 from agent.web_files import TRACE_CSP, links, output_path, write_masks_zip, write_trace_page
 from agent.web_page import content_security_policy, new_nonce, render_page
@@ -59,11 +58,13 @@ from agent.web_store import (
     safe_clip_name,
 )
 from agent.web_turns import Turn
-from graphs.context import AgentSettings
 from tools.cache import DiskCache, default_cache_dir
 from tools.cli import ArgumentParser
-from tools.models.registry import ModelRegistry
 from tools.runfiles import atomic_path
+
+if TYPE_CHECKING:
+    from agent.chat_session import ChatSession
+    from graphs.context import AgentSettings
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 JSON_BODY_LIMIT = 64 * 1024  # messages and example picks are small; nothing else is read into memory whole
@@ -324,6 +325,11 @@ def chat_factory(
 ) -> SessionFactory:
     """Real chats: ChatSessions sharing one model registry (each model loads once per process) and one cache;
     `settings` (tests: fewer rounds) replaces the profile's."""
+    # Here rather than at the top: they load torch, transformers and LangGraph (seconds), which `--help` and a bad
+    # option need not wait for.
+    from agent.chat_session import ChatSession
+    from tools.models.registry import ModelRegistry
+
     registry = ModelRegistry(device)
 
     def make(clip: Path, out: Path) -> ChatSession:

@@ -4,6 +4,7 @@ from the trace, keep the conversation per thread, and stream events; the built-i
 from __future__ import annotations
 
 import io
+import json
 import re
 import subprocess
 import sys
@@ -165,6 +166,28 @@ def test_a_thread_resumes_after_a_restart(tmp_path: Path, monkeypatch: pytest.Mo
     other = write_test_clip(tmp_path / "other.mp4", seconds=1.0, size=(32, 24))
     with pytest.raises(InputError, match="holds a conversation about"):
         ChatSession(other, out=second.run_dir, settings=rig.settings, registry=rig.registry)
+
+
+def test_a_damaged_conversation_folder_is_one_input_error(tmp_path: Path) -> None:
+    rig = ChatRig(tmp_path)
+    source = {"kind": "video", "path": str(rig.clip.resolve())}
+    stale = {**rig.settings.model_dump(mode="json"), "max_rounds": "many"}
+    records = {
+        "not json": ("{", "unreadable"),
+        "no source": (json.dumps({"graph": "chat", "thread": "t", "settings": {}}), "lacks the graph"),
+        "no thread": (json.dumps({"graph": "chat", "settings": {}, "source": source}), "names no conversation"),
+        "stale settings": (
+            json.dumps({"graph": "chat", "thread": "t", "settings": stale, "source": source}),
+            "max_rounds",
+        ),
+    }
+    for name, (text, reason) in records.items():
+        folder = tmp_path / name.replace(" ", "-")
+        folder.mkdir()
+        (folder / "run.json").write_text(text)
+        with pytest.raises(InputError, match=reason):
+            rig.session(out=folder)
+        assert sorted(p.name for p in folder.iterdir()) == ["run.json"], name
 
 
 class FailingSegmenter(BoxSegmenter):

@@ -8,7 +8,9 @@ import av
 import numpy as np
 import pytest
 
-from agent.runner import load_run, run_graph
+from agent.cli_names import GRAPH_NAMES
+from agent.run_record import resumable_record
+from agent.runner import resumed_run, run_graph
 from graphs.context import PipelineSettings
 from graphs.pipeline import VideoSource
 from tests.clipfactory import write_test_clip
@@ -162,7 +164,7 @@ def test_interrupted_run_resumes_without_redoing_finished_stages(tmp_path: Path)
     assert not (run_dir / "result.json").exists()
     assert not (run_dir / "masks").exists()
 
-    graph, settings, source = load_run(run_dir)
+    graph, settings, source = resumed_run(resumable_record(run_dir, GRAPH_NAMES), run_dir)
     assert graph == "pipeline" and settings == models.settings and source["path"] == str(clip)
     state = models.run(run_dir, clip, resume=True)
     assert len(models.captioner.calls) == 1  # describe_audio ran once, before the crash

@@ -73,7 +73,32 @@ def _bad_inputs(tmp_path: Path, clip: Path) -> dict[str, list[str]]:
         ],
         "unknown option": [str(clip), "--colour", "red"],
         "resume nothing": ["--resume", str(tmp_path)],
+        **{f"resume {name}": ["--resume", str(folder)] for name, folder in _bad_run_folders(tmp_path).items()},
     }
+
+
+def _bad_run_folders(tmp_path: Path) -> dict[str, Path]:
+    """Run folders that cannot be resumed: run.json damaged, of a conversation, from settings this version does not
+    accept, or without the checkpoints."""
+    source = {"kind": "video", "path": str(tmp_path / "clip.mp4")}
+    records = {
+        "not json": "{",
+        "not an object": "[1]",
+        "no settings": json.dumps({"graph": "agent", "source": source}),
+        "unknown graph": json.dumps({"graph": "zzz", "settings": {}, "source": source}),
+        "a conversation": json.dumps({"graph": "chat", "thread": "t", "settings": {}, "source": source}),
+        "stale settings": json.dumps({"graph": "agent", "settings": {"profile": 5}, "source": source}),
+        "no checkpoints": json.dumps({"graph": "agent", "settings": {}, "source": source}),
+    }
+    folders = {}
+    for name, text in records.items():
+        folder = tmp_path / "runs" / name.replace(" ", "-")
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(text)
+        if name != "no checkpoints":
+            (folder / "checkpoints.sqlite").write_bytes(b"")
+        folders[name] = folder
+    return folders
 
 
 def test_every_bad_input_is_one_line_and_exit_2(tmp_path: Path, clip: Path, capsys) -> None:

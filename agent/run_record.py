@@ -1,0 +1,80 @@
+"""run.json: what a run folder records so that a later process can resume it (agent.solve) or continue it (agent.chat).
+
+The process that starts a run writes it first, atomically: the graph name, the settings, the source and, for a
+conversation, its thread. Reading it back turns every way it can be unusable (absent, not JSON, not an object, fields
+missing, settings this version no longer accepts) into one InputError line: the folder is the user's input, and a
+hand-edited or half-copied one must not end in a traceback. Importable before any model library, so `--resume` with
+a wrong folder answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from tools.errors import InputError
+from tools.runfiles import write_json_atomic
+
+RUN_RECORD = "run.json"
+CHECKPOINTS = "checkpoints.sqlite"
+"""The SQLite checkpointer's database of an agent.solve run (a conversation keeps chat.sqlite)."""
+
+Settings = TypeVar("Settings", bound=BaseModel)
+
+
+def write_run_record(run_dir: Path, graph: str, settings: BaseModel, source: Mapping[str, Any], **extra: Any) -> None:
+    """Write run_dir/run.json: {graph, settings (as JSON), source, **extra}."""
+    record = {"graph": graph, **extra, "settings": settings.model_dump(mode="json"), "source": dict(source)}
+    write_json_atomic(run_dir / RUN_RECORD, record)
+
+
+def read_run_record(run_dir: Path, label: str) -> dict[str, Any]:
+    """run_dir/run.json as written by write_run_record: graph a string, settings an object, source an object with a
+    kind. `label` starts each error line (e.g. "--resume runs/x"). Raises InputError when the file is absent or
+    unusable."""
+    path = run_dir / RUN_RECORD
+    if not path.is_file():
+        raise InputError(f"{label}: no {RUN_RECORD} there, so it is not a run folder")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{label}: {RUN_RECORD} is unreadable ({str(err).splitlines()[0]})") from None
+    fields = {"graph": str, "settings": dict, "source": dict}
+    if not isinstance(record, dict) or any(not isinstance(record.get(k), kind) for k, kind in fields.items()):
+        raise InputError(f"{label}: {RUN_RECORD} lacks the graph, settings and source a run folder records")
+    if not isinstance(record["source"].get("kind"), str):
+        raise InputError(f"{label}: {RUN_RECORD} names no source kind")
+    return record
+
+
+def resumable_record(run_dir: Path, graph_names: tuple[str, ...]) -> dict[str, Any]:
+    """The run.json of an agent.solve run folder that can be resumed: one of `graph_names`, with its checkpoints.
+    Raises InputError (naming --resume) otherwise."""
+    label = f"--resume {run_dir}"
+    record = read_run_record(run_dir, label)
+    if record["graph"] == "chat":
+        clip = record["source"].get("path", "CLIP")
+        raise InputError(f"{label}: a conversation; continue it with python -m agent.chat {clip} --out {run_dir}")
+    if record["graph"] not in graph_names:
+        raise InputError(f"{label}: it holds a {record['graph']!r} run; --resume continues {' or '.join(graph_names)}")
+    if not (run_dir / CHECKPOINTS).is_file():
+        raise InputError(f"{label}: no {CHECKPOINTS} there, so there is nothing to resume")
+    return record
+
+
+def saved_settings(record: Mapping[str, Any], settings_class: type[Settings], label: str) -> Settings:
+    """The record's settings as `settings_class`; InputError (one line: how many fields fail, the first one and
+    why) when this version no longer accepts them."""
+    try:
+        return settings_class.model_validate(record["settings"])
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise InputError(
+            f"{label}: the settings in {RUN_RECORD} do not validate ({err.error_count()} field(s); "
+            f"{where}: {first['msg']})"
+        ) from None
