@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from agent.cli_names import PROFILE_NAMES
+from tools.cache import open_cache
 from tools.cli import ArgumentParser
 from tools.errors import OpenAVSError
 from tools.media import probe_clip
@@ -136,12 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="replace")
     try:
         probe_clip(args.clip)
+        cache = None if args.no_cache else open_cache()
         # Only now, with the clip known to be readable: the session loads torch, transformers and LangGraph (seconds),
         # which a mistyped path need not wait for.
         from agent.chat_session import ChatSession
-        from tools.cache import DiskCache, default_cache_dir
 
-        cache = None if args.no_cache else DiskCache(default_cache_dir())
         chat = ChatSession(
             args.clip,
             profile=args.profile,

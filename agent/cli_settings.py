@@ -66,6 +66,8 @@ def settings_from_args(args: argparse.Namespace) -> PipelineSettings:
     updates["write_overlay"] = not args.no_overlay
     settings = settings.model_copy(update=updates)
     settings = with_segmentation(settings, args.segmentation, args.propagator)
+    if settings.oracle_phrases is None and settings.captioner is None and settings.tagger is None:
+        raise InputError("nothing would listen to the audio: with --captioner none and no tagger, give --phrases")
     if args.seed_frames is not None:
         if args.seed_frames < 0:
             raise InputError(f"--seed-frames must be 0 or more, got {args.seed_frames}")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from agent.cli_names import GRAPH_NAMES, PROFILE_NAMES, SEGMENTATION_MODES
 from agent.run_record import RUN_RECORD, resumable_record
+from tools.cache import open_cache
 from tools.cli import ArgumentParser
 from tools.datamodel import frame_number
 from tools.errors import InputError, OpenAVSError
@@ -82,6 +83,12 @@ def _summary(state: dict, run_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def _trace_note(run_dir: Path | None) -> str:
+    """' (trace: RUN_DIR/trace.jsonl)' when the run got as far as writing one, else ''."""
+    trace = run_dir / "trace.jsonl" if run_dir is not None else None
+    return f" (trace: {trace})" if trace is not None and trace.is_file() else ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run_dir: Path | None = None
@@ -90,12 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InputError("give a video file to segment (or --resume RUN_DIR)")
         record = resumable_record(Path(args.resume), GRAPH_NAMES) if args.resume else None
         info = None if record is not None else probe_clip(args.clip)
+        cache = None if args.no_cache else open_cache(args.cache_dir)
         # Only now, with the clip or run folder known to be usable: these load torch, transformers and LangGraph
         # (seconds), which a mistyped path need not wait for.
         from agent.cli_settings import settings_from_args
         from agent.runner import new_run_dir, resumed_run, run_graph
         from graphs.pipeline import VideoSource
-        from tools.cache import DiskCache, default_cache_dir
 
         if record is not None:
             run_dir = Path(args.resume)
@@ -108,10 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             graph, resume = args.graph, False
         if not settings.meaningful:
             print("note: some models have random weights; the masks are meaningless", file=sys.stderr)
-        cache = None if args.no_cache else DiskCache(args.cache_dir or default_cache_dir())
         state = run_graph(run_dir, settings, source, graph=graph, cache=cache, resume=resume)
     except OpenAVSError as err:
-        print(f"error: {err}", file=sys.stderr)
+        trace = _trace_note(run_dir) if err.exit_code == 1 else ""  # a failed run, not refused input
+        print(f"error: {err}{trace}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         where = f"; resume with --resume {run_dir}" if run_dir and (run_dir / RUN_RECORD).is_file() else ""
@@ -119,11 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as err:  # one line for the user; the trace has the record
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        trace = f" (trace: {run_dir / 'trace.jsonl'})" if run_dir and (run_dir / "trace.jsonl").is_file() else ""
-        print(f"internal error: {type(err).__name__}: {first}{trace}", file=sys.stderr)
+        print(f"internal error: {type(err).__name__}: {first}{_trace_note(run_dir)}", file=sys.stderr)
         return 1
     for warning in state.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
+    if cache is not None and cache.write_errors:
+        print(f"warning: {cache.write_errors} answer(s) not cached ({cache.last_write_error})", file=sys.stderr)
     if state.get("final", {}).get("flagged"):
         print(f"flagged: {state['final']['flagged']}", file=sys.stderr)
     print(_summary(state, run_dir))

@@ -26,7 +26,7 @@ from graphs.agent import build_agent
 from graphs.chat import build_chat
 from graphs.context import RunContext, StudioContext, set_context_factory
 from graphs.pipeline import build_pipeline
-from tools.cache import DiskCache, default_cache_dir
+from tools.cache import open_cache
 from tools.models.registry import ModelRegistry
 from tools.tracing import TraceWriter
 
@@ -68,7 +68,7 @@ def _build_context(graph: str, thread: str, context: dict[str, Any]) -> RunConte
         translator=build_translator(settings),
         run_dir=run_dir,
         tracer=TraceWriter(run_dir / "trace.jsonl"),
-        cache=DiskCache(default_cache_dir()),
+        cache=open_cache(),
     )
     ctx.planner = chat_planner(None, settings, registry) if graph == "chat" else build_planner(settings, registry)
     ctx.critic = build_critic(settings, registry)

@@ -58,8 +58,9 @@ from agent.web_store import (
     safe_clip_name,
 )
 from agent.web_turns import Turn
-from tools.cache import DiskCache, default_cache_dir
+from tools.cache import DiskCache, open_cache
 from tools.cli import ArgumentParser
+from tools.errors import InputError
 from tools.runfiles import atomic_path
 
 if TYPE_CHECKING:
@@ -383,7 +384,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
     import uvicorn
 
-    cache = None if args.no_cache else DiskCache(default_cache_dir())
+    try:
+        cache = None if args.no_cache else open_cache()
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     app = create_app(
         factory=chat_factory(args.profile, args.device, args.llm, args.llm_base_url, cache),
         root=Path(args.runs),

@@ -46,6 +46,16 @@ class AgentState(PipelineState, total=False):
     """The round this invocation's budgets count from: 0 for one agent run; the chat sets it at each turn."""
 
 
+REPEATED_FAILURES = 3
+"""A tool call failing the same way this many times in a row ends the run: the planner is not getting anywhere (a
+broken model or folder, or an LLM repeating a call it cannot fix), and only the budgets would stop it otherwise."""
+
+
+class RepeatedToolFailure(OpenAVSError):
+    """The same tool failed with the same error REPEATED_FAILURES times in a row. Exit code 1; the trace has every
+    failure, and the run can be resumed once the cause is fixed."""
+
+
 def _settings(ctx: RunContext) -> AgentSettings:
     return ctx.settings  # type: ignore[return-value]
 
@@ -109,6 +119,9 @@ def plan_turn(state: AgentState, ctx: RunContext, builtin: Planner, final_action
     last = state["messages"][-1]
     if isinstance(last, ToolMessage) and last.status == "error":
         ctx.tracer.emit("error", last.name or "tool", round=round_index, error=str(last.content)[:500])
+        repeated = repeated_failure(state["messages"])
+        if repeated:
+            raise RepeatedToolFailure(repeated)
     update: dict[str, Any] = {}
     planner = ctx.planner if state.get("planner", settings.planner) == "llm" else builtin
     try:
@@ -140,6 +153,24 @@ def plan_turn(state: AgentState, ctx: RunContext, builtin: Planner, final_action
         "usage": {"planner": usage},
         "timings_s": {"plan": round(seconds, 3)},
     }
+
+
+def repeated_failure(messages: list[AnyMessage]) -> str | None:
+    """Why to stop when the latest REPEATED_FAILURES tool answers of this request (since the last user message) are
+    the same error from the same tool, else None."""
+    answers: list[ToolMessage] = []
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage) or len(answers) == REPEATED_FAILURES:
+            break
+        if isinstance(message, ToolMessage):
+            answers.append(message)
+    if len(answers) < REPEATED_FAILURES:
+        return None
+    first = answers[0]
+    if any(a.status != "error" or (a.name, a.content) != (first.name, first.content) for a in answers):
+        return None
+    error = str(first.content).splitlines()[0][:300] if str(first.content) else ""
+    return f"the agent stopped: {first.name or 'a tool call'} failed {REPEATED_FAILURES} times in a row ({error})"
 
 
 def _checked_messages(response: AIMessage) -> list[AnyMessage]:

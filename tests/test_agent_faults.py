@@ -7,6 +7,10 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+from graphs.agent import REPEATED_FAILURES, RepeatedToolFailure, repeated_failure
 from graphs.agent_tools import AGENT_TOOLS, TOOL_NAMES
 from graphs.planners import ChatPlanner
 from tests.agent_rig import Rig
@@ -104,3 +108,42 @@ def test_a_planner_that_never_stops_is_ended_by_the_budget(tmp_path: Path) -> No
     assert state["final"]["status"] == "budget_exhausted" and len(stub.requests) == 8
     assert state["final"]["flagged"] == "stopped by budget: tool-call budget of 8 used"
     assert time.perf_counter() - start < 30
+
+
+def test_a_call_that_fails_the_same_way_three_times_stops_the_run(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    invalid = Reply(tool_calls=[{"name": "ground", "arguments": {"box_threshold": "high"}}])
+    with openai_stub(default=invalid) as stub, pytest.raises(RepeatedToolFailure, match="ground failed 3 times"):
+        rig.run(llm_planner=_planner(stub.base_url), planner="llm", max_tool_calls=20)
+    assert len(stub.requests) == REPEATED_FAILURES
+    assert [r["name"] for r in _errors(rig)] == ["ground"] * REPEATED_FAILURES + ["agent"]
+    assert not (rig.run_dir / "result.json").exists()
+
+
+def test_different_failures_in_a_row_leave_the_run_to_its_budget(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    faults = [
+        Reply(tool_calls=[{"name": "ground", "arguments": {"box_threshold": "high"}}]),
+        Reply(tool_calls=[{"name": "ground", "arguments": {"box_threshold": "low"}}]),
+        Reply(tool_calls=[{"name": "ground", "arguments": {"box_threshold": "high"}}]),
+        *GOOD_RUN,
+    ]
+    with openai_stub(*faults) as stub:
+        state, _ = _run(rig, _planner(stub.base_url))
+    assert state["final"]["best_round"] == 0 and len(stub.requests) == len(faults)
+
+
+def test_only_consecutive_equal_failures_of_one_request_count() -> None:
+    def call(name: str) -> AIMessage:
+        return AIMessage("", tool_calls=[{"name": name, "args": {}, "id": name}])
+
+    def answer(name: str, text: str, status: str = "error") -> ToolMessage:
+        return ToolMessage(text, name=name, tool_call_id=name, status=status)
+
+    failure = [call("segment"), answer("segment", "Error: the tool failed (RuntimeError: CUDA out of memory)")]
+    assert "segment failed 3 times in a row (Error: the tool failed" in repeated_failure(failure * 3)
+    assert repeated_failure(failure * 2) is None
+    assert repeated_failure([*failure, HumanMessage("try again"), *failure * 2]) is None  # a new request
+    assert repeated_failure([*failure, call("segment"), answer("segment", "ok", "success"), *failure * 2]) is None
+    other = [call("ground"), answer("ground", "Error: the tool failed (RuntimeError: CUDA out of memory)")]
+    assert repeated_failure([*failure, *other, *failure]) is None

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tools.errors import InputError
 from tools.runfiles import write_json_atomic
 
 
@@ -39,6 +40,8 @@ class DiskCache:
         self.root = Path(root)
         self.hits = 0
         self.misses = 0
+        self.write_errors = 0
+        self.last_write_error: str | None = None
 
     @staticmethod
     def key(**parts: Any) -> str:
@@ -59,4 +62,26 @@ class DiskCache:
         return value
 
     def put(self, namespace: str, key: str, value: Any) -> None:
-        write_json_atomic(self._path(namespace, key), value)
+        """Store `value`. A write that fails (disk full, folder made read-only) is counted in `write_errors`, not
+        raised: the answer it would have kept is already in hand, and losing the copy must not fail the run."""
+        try:
+            write_json_atomic(self._path(namespace, key), value)
+        except OSError as err:
+            self.write_errors += 1
+            self.last_write_error = f"{type(err).__name__}: {err.strerror or err}"
+
+
+def open_cache(folder: str | Path | None = None) -> DiskCache:
+    """The cache in `folder` (default_cache_dir() when None), created if need be. Raises InputError when it cannot
+    be a writable folder, before the run starts rather than at its first cached answer."""
+    root = Path(folder) if folder is not None else default_cache_dir()
+    fix = "choose another with --cache-dir or $OPENAVS_CACHE_DIR, or run with --no-cache"
+    if root.exists() and not root.is_dir():
+        raise InputError(f"cache folder {root}: not a folder; {fix}")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"cache folder {root}: cannot be created ({err.strerror or err}); {fix}") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise InputError(f"cache folder {root}: not writable; {fix}")
+    return DiskCache(root)

@@ -45,7 +45,7 @@ from evals.benchmark.serialize import serialize_models
 from evals.datasets import EvalClip
 from evals.datasets.palette import AVSS_NUM_CLASSES
 from graphs.context import PipelineSettings
-from tools.cache import DiskCache, default_cache_dir
+from tools.cache import open_cache
 from tools.errors import InputError, OpenAVSError
 from tools.models.registry import ModelRegistry
 from tools.runfiles import read_json, write_json_atomic
@@ -220,7 +220,7 @@ def run_pending(
     if pending:  # a rerun of a finished benchmark only rescores: no model is loaded
         registry, translator = _prepare_models(options, settings, registry, translator)
         summary.device = registry.device
-        cache = DiskCache(options.cache_dir or default_cache_dir()) if options.cache else None
+        cache = open_cache(options.cache_dir) if options.cache else None
         runner = ClipRunner(
             clips_dir, settings, options.prompts == "oracle", registry, translator, cache, graph=options.graph
         )
