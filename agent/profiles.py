@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from agent.cli_names import PROFILE_NAMES, SEGMENTATION_MODES
 from graphs.context import PAPER_QUERIES, AgentSettings, LLMSettings, PipelineSettings
@@ -276,6 +277,10 @@ def resolve_llm(settings: PipelineSettings, model: str | None, base_url: str | N
                 "with --llm-base-url URL for an OpenAI-compatible server, or use --translator lexicon"
             )
         return settings
+    if base_url is not None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise InputError(f"--llm-base-url {base_url!r}: give an http(s) URL, e.g. http://127.0.0.1:8000/v1")
     current = settings.llm or LLMSettings(model=model or "gpt-4o-mini")
     llm = current.model_copy(update={k: v for k, v in {"model": model, "base_url": base_url}.items() if v})
     updates: dict[str, Any] = {"translator": "llm", "llm": llm}

@@ -74,6 +74,7 @@ def _bad_inputs(tmp_path: Path, clip: Path) -> dict[str, list[str]]:
         "unknown option": [str(clip), "--colour", "red"],
         "cache folder is a file": [str(clip), "--cache-dir", str(text), *out],
         "nothing listens": [str(clip), "--captioner", "none", "--tagger", "none", *out],
+        "llm url without a scheme": [str(clip), "--llm-base-url", "localhost:8000/v1", *out],
         "resume nothing": ["--resume", str(tmp_path)],
         **{f"resume {name}": ["--resume", str(folder)] for name, folder in _bad_run_folders(tmp_path).items()},
     }
