@@ -9,7 +9,6 @@ a wrong folder answers at once.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,7 +16,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from tools.errors import InputError
-from tools.runfiles import write_json_atomic
+from tools.runfiles import read_input_json, write_json_atomic
 
 RUN_RECORD = "run.json"
 CHECKPOINTS = "checkpoints.sqlite"
@@ -39,10 +38,7 @@ def read_run_record(run_dir: Path, label: str) -> dict[str, Any]:
     path = run_dir / RUN_RECORD
     if not path.is_file():
         raise InputError(f"{label}: no {RUN_RECORD} there, so it is not a run folder")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"{label}: {RUN_RECORD} is unreadable ({str(err).splitlines()[0]})") from None
+    record = read_input_json(path)
     fields = {"graph": str, "settings": dict, "source": dict}
     if not isinstance(record, dict) or any(not isinstance(record.get(k), kind) for k, kind in fields.items()):
         raise InputError(f"{label}: {RUN_RECORD} lacks the graph, settings and source a run folder records")

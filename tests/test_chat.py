@@ -173,7 +173,7 @@ def test_a_damaged_conversation_folder_is_one_input_error(tmp_path: Path) -> Non
     source = {"kind": "video", "path": str(rig.clip.resolve())}
     stale = {**rig.settings.model_dump(mode="json"), "max_rounds": "many"}
     records = {
-        "not json": ("{", "unreadable"),
+        "not json": ("{", "not readable as JSON"),
         "no source": (json.dumps({"graph": "chat", "thread": "t", "settings": {}}), "lacks the graph"),
         "no thread": (json.dumps({"graph": "chat", "settings": {}, "source": source}), "names no conversation"),
         "stale settings": (

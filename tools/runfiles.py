@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from tools.errors import InputError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -84,3 +86,12 @@ def staged_dir(path: str | Path) -> Iterator[Path]:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_input_json(path: Path) -> Any:
+    """The JSON in `path`, a file the user supplied (a dataset's, a run folder's): InputError, one line, when it
+    cannot be read or parsed."""
+    try:
+        return read_json(path)
+    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise InputError(f"{path}: not readable as JSON ({str(err).splitlines()[0]})") from None

@@ -13,7 +13,6 @@ binary masks (GT = labels_rgb > 0).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from evals.datasets.categories import readable_classes, split_a_obj
@@ -21,6 +20,7 @@ from evals.datasets.csvio import read_table
 from evals.datasets.paths import require_files, resolve_root, select_rows
 from evals.datasets.record import EvalClip, Subset
 from tools.errors import InputError
+from tools.runfiles import read_input_json
 
 AVSS_DIR = "AVSBench_semantic"
 AVSS_CSV = "metadata.csv"
@@ -40,10 +40,7 @@ def read_avss_classes(root: str | Path) -> list[str]:
     path = resolve_avss_root(root) / LABEL2IDX
     if not path.is_file():
         raise InputError(f"missing AVSS class list: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"unreadable AVSS class list {path}: {err}") from err
+    data = read_input_json(path)
     if not isinstance(data, dict) or len(data) < 2:
         raise InputError(f"malformed AVSS class list {path}: expected a JSON object with at least 2 keys")
     return list(data)
