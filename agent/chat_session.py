@@ -34,7 +34,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agent.chat_events import ChatEvent, EventKind, answer_event, tool_events
 from agent.profiles import agent_profile, resolve_llm
-from agent.run_record import RUN_RECORD, read_run_record, saved_settings, write_run_record
+from agent.run_record import RUN_RECORD, check_database, read_run_record, saved_settings, write_run_record
 from agent.runner import build_critic, build_planner, build_translator, preflight, preload_models
 from graphs.chat import build_chat
 from graphs.chat_planner import chat_llm_planner, streaming
@@ -259,6 +259,8 @@ def _locate(clip: Path, thread: str | None, out: str | Path | None) -> tuple[str
     if not (run_dir / RUN_RECORD).is_file():
         return thread_id, run_dir, None
     saved = read_run_record(run_dir, str(run_dir))
+    if (run_dir / CHAT_DB).is_file():
+        check_database(run_dir / CHAT_DB, str(run_dir))
     if saved["graph"] != "chat":
         raise InputError(f"{run_dir} holds an agent.solve run, not a conversation: choose another --out")
     saved_thread = saved.get("thread")

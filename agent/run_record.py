@@ -21,6 +21,7 @@ from tools.runfiles import read_input_json, write_json_atomic
 RUN_RECORD = "run.json"
 CHECKPOINTS = "checkpoints.sqlite"
 """The SQLite checkpointer's database of an agent.solve run (a conversation keeps chat.sqlite)."""
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 Settings = TypeVar("Settings", bound=BaseModel)
 
@@ -59,7 +60,20 @@ def resumable_record(run_dir: Path, graph_names: tuple[str, ...]) -> dict[str, A
         raise InputError(f"{label}: it holds a {record['graph']!r} run; --resume continues {' or '.join(graph_names)}")
     if not (run_dir / CHECKPOINTS).is_file():
         raise InputError(f"{label}: no {CHECKPOINTS} there, so there is nothing to resume")
+    check_database(run_dir / CHECKPOINTS, label)
     return record
+
+
+def check_database(path: Path, label: str) -> None:
+    """InputError when `path` holds something other than a SQLite database. An empty file passes: SQLite takes it
+    for an empty database (a run killed before its first checkpoint), and the run starts over."""
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(SQLITE_HEADER))
+    except OSError as err:
+        raise InputError(f"{label}: {path.name} is unreadable ({err.strerror or err})") from None
+    if header and header != SQLITE_HEADER:
+        raise InputError(f"{label}: {path.name} is not a SQLite database (damaged or replaced), so it cannot resume")
 
 
 def saved_settings(record: Mapping[str, Any], settings_class: type[Settings], label: str) -> Settings:

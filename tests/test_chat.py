@@ -181,13 +181,21 @@ def test_a_damaged_conversation_folder_is_one_input_error(tmp_path: Path) -> Non
             "max_rounds",
         ),
     }
+    good = json.dumps(
+        {"graph": "chat", "thread": "t", "settings": rig.settings.model_dump(mode="json"), "source": source}
+    )
+    records["damaged database"] = (good, "chat.sqlite is not a SQLite database")
     for name, (text, reason) in records.items():
         folder = tmp_path / name.replace(" ", "-")
         folder.mkdir()
         (folder / "run.json").write_text(text)
+        before = {"run.json"}
+        if name == "damaged database":
+            (folder / "chat.sqlite").write_bytes(b"not a database")
+            before.add("chat.sqlite")
         with pytest.raises(InputError, match=reason):
             rig.session(out=folder)
-        assert sorted(p.name for p in folder.iterdir()) == ["run.json"], name
+        assert {p.name for p in folder.iterdir()} == before, name  # nothing written or removed
 
 
 class FailingSegmenter(BoxSegmenter):

@@ -82,7 +82,7 @@ def _bad_inputs(tmp_path: Path, clip: Path) -> dict[str, list[str]]:
 
 def _bad_run_folders(tmp_path: Path) -> dict[str, Path]:
     """Run folders that cannot be resumed: run.json damaged, of a conversation, from settings this version does not
-    accept, or without the checkpoints."""
+    accept, or the checkpoints missing or damaged."""
     source = {"kind": "video", "path": str(tmp_path / "clip.mp4")}
     records = {
         "not json": "{",
@@ -92,6 +92,7 @@ def _bad_run_folders(tmp_path: Path) -> dict[str, Path]:
         "a conversation": json.dumps({"graph": "chat", "thread": "t", "settings": {}, "source": source}),
         "stale settings": json.dumps({"graph": "agent", "settings": {"profile": 5}, "source": source}),
         "no checkpoints": json.dumps({"graph": "agent", "settings": {}, "source": source}),
+        "damaged checkpoints": json.dumps({"graph": "agent", "settings": {}, "source": source}),
     }
     folders = {}
     for name, text in records.items():
@@ -99,7 +100,7 @@ def _bad_run_folders(tmp_path: Path) -> dict[str, Path]:
         folder.mkdir(parents=True)
         (folder / "run.json").write_text(text)
         if name != "no checkpoints":
-            (folder / "checkpoints.sqlite").write_bytes(b"")
+            (folder / "checkpoints.sqlite").write_bytes(b"not a database" if name.startswith("damaged") else b"")
         folders[name] = folder
     return folders
 
