@@ -256,6 +256,22 @@ def test_a_failing_clip_is_recorded_counted_and_scored_empty(data: Path, tmp_pat
     assert (out / "errors.jsonl").read_text() == ""
 
 
+def test_a_clip_with_a_damaged_frame_fails_alone_and_is_scored_empty(data: Path, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    shutil.copytree(data / "Single-source", root / "Single-source")
+    clips = load_clips(root, "s4")
+    clips[1].frame_paths[0].write_bytes(b"not an image")
+    models = FakeModels(ColourGrounder(s4_colours()))
+    metrics = run_benchmark(
+        options(root, "s4", tmp_path / "out", prompts="oracle", settings=models.settings), registry=models.registry
+    )
+    assert metrics["n_failed"] == 1 and metrics["n_videos"] == 3
+    [error] = [json.loads(line) for line in (tmp_path / "out" / "errors.jsonl").read_text().splitlines()]
+    assert error["name"] == clips[1].name and f"{clips[1].frame_paths[0]}: unreadable frame image" in error["error"]
+    gts = [np.stack(load_ground_truth(c)) for c in clips]
+    assert_summary(metrics, expected_metrics(clips, [gts[0], np.zeros_like(gts[1]), gts[2]]))
+
+
 def test_max_errors_zero_stops_with_exit_1(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     failing = FakeModels(ColourGrounder(s4_colours(), fail_on=["baby"]))
     argv = ["--root", str(data), "--subset", "s4", "--prompts", "oracle", "--out", str(tmp_path / "out"),

@@ -11,6 +11,7 @@ from pathlib import Path
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
+from tools.errors import InputError
 from tools.media import decode_frames
 from tools.parallel import for_each_in_threads
 
@@ -108,8 +109,11 @@ def frame_refs_from_files(paths: Sequence[str | Path], timestamps_s: Sequence[fl
     """Handles for frames that already exist as image files (e.g. AVSBench's extracted frames)."""
     refs = []
     for index, (path, timestamp) in enumerate(zip(paths, timestamps_s, strict=True)):
-        with Image.open(path) as image:
-            width, height = image.size
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        except (OSError, SyntaxError, ValueError) as err:  # PIL.UnidentifiedImageError is an OSError
+            raise InputError(f"{path}: unreadable frame image ({err})") from None
         refs.append(FrameRef(index=index, timestamp_s=timestamp, path=str(path), width=width, height=height))
     return refs
 

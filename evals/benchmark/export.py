@@ -68,11 +68,27 @@ def export_result(
 
 
 def export_empty(clip: EvalClip, pred_dir: Path) -> None:
-    """All-background predictions (at each frame's size) for a clip that produced none."""
-    for frame_path, path in zip(clip.frame_paths, prediction_paths(clip, pred_dir), strict=True):
-        with Image.open(frame_path) as image:
-            width, height = image.size
+    """All-background predictions, at the clip's size, for a clip that produced none. Nothing is written when no
+    picture of the clip can be read: its annotated frames then fail scoring on their unreadable ground truth."""
+    size = _clip_size(clip)
+    if size is None:
+        return
+    width, height = size
+    for path in prediction_paths(clip, pred_dir):
         if clip.is_semantic:
             write_index_png(path, np.zeros((height, width), dtype=np.uint8))
         else:
             write_mask_png(path, np.zeros((height, width), dtype=bool))
+
+
+def _clip_size(clip: EvalClip) -> tuple[int, int] | None:
+    """(width, height) of the clip's pictures, all of one size: from its ground truth where it has some (what the
+    predictions are scored against), else from its frames; None when none can be read. A clip often fails because a
+    frame is damaged, so a damaged one is skipped rather than raised."""
+    for path in (*(p for p in clip.gt_mask_paths if p is not None), *clip.frame_paths):
+        try:
+            with Image.open(path) as image:
+                return image.size
+        except (OSError, SyntaxError, ValueError):  # PIL.UnidentifiedImageError is an OSError
+            continue
+    return None
