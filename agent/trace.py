@@ -106,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
-        print(f"error: {run_dir}: no such run folder", file=sys.stderr)
+        what = "a file, not a run folder" if run_dir.exists() else "no such run folder"
+        print(f"error: {run_dir}: {what}", file=sys.stderr)
         return 2
     if not (run_dir / "trace.jsonl").is_file():
         print(f"error: {run_dir}: no trace.jsonl there, so it is not a run folder", file=sys.stderr)

@@ -125,10 +125,10 @@ _EXPECTED_WORDS = {
     "directory": "directory",
     "empty": "empty",
     "truncated": "moov atom not found",
-    "random": "not a readable video",
-    "random_bin": "not a video",
-    "text": "not a readable video",
-    "text_mp4": "not a readable video",
+    "random": "not a readable {kind} file",
+    "random_bin": "no {kind} in it",
+    "text": "not a readable {kind} file",
+    "text_mp4": "not a readable {kind} file",
     "audio_only": "has no video stream",
 }
 
@@ -136,10 +136,10 @@ _EXPECTED_WORDS = {
 @pytest.mark.parametrize("kind", sorted(_EXPECTED_WORDS))
 def test_bad_inputs_raise_one_line_input_errors(tmp_path: Path, clips: dict[str, Path], kind: str) -> None:
     path = _bad_inputs(tmp_path, clips["plain"])[kind]
-    calls = [probe_clip, lambda p: list(decode_frames(p, [0.5]))]
+    calls = [(probe_clip, "video"), (lambda p: list(decode_frames(p, [0.5])), "video")]
     if kind != "audio_only":
-        calls.append(lambda p: decode_audio(p, [16000]))
-    for call in calls:
+        calls.append((lambda p: decode_audio(p, [16000]), "audio"))  # the error names what the caller wanted
+    for call, wanted in calls:
         start = time.monotonic()
         with pytest.raises(InputError) as err:
             call(path)
@@ -147,7 +147,7 @@ def test_bad_inputs_raise_one_line_input_errors(tmp_path: Path, clips: dict[str,
         message = str(err.value)
         assert "\n" not in message
         assert str(path) in message
-        assert _EXPECTED_WORDS[kind] in message
+        assert _EXPECTED_WORDS[kind].format(kind=wanted) in message
 
 
 def test_file_without_frames_is_an_input_error(tmp_path: Path) -> None:

@@ -134,7 +134,7 @@ def _mp4_top_level_boxes(p: Path, limit: int = 64) -> list[bytes]:
     return boxes
 
 
-def _describe_open_failure(p: Path, err: BaseException) -> str:
+def _describe_open_failure(p: Path, err: BaseException, kind: str) -> str:
     try:
         boxes = _mp4_top_level_boxes(p)
     except OSError:
@@ -143,17 +143,18 @@ def _describe_open_failure(p: Path, err: BaseException) -> str:
         if b"moov" not in boxes:
             return "truncated or unfinished MP4 (moov atom not found)"
         return f"corrupt MP4 file ({_reason(err)})"
-    return f"not a readable video file ({_reason(err)})"
+    return f"not a readable {kind} file ({_reason(err)})"
 
 
-def _open_input(p: Path) -> InputContainer:
+def _open_input(p: Path, kind: str = "video") -> InputContainer:
+    """The file opened for reading; InputError naming what it should have been (`kind`: video, audio) otherwise."""
     try:
         container = av.open(str(p), mode="r")
     except (av.FFmpegError, OSError) as err:
-        raise InputError(f"{p}: {_describe_open_failure(p, err)}") from None
+        raise InputError(f"{p}: {_describe_open_failure(p, err, kind)}") from None
     if container.format.name in _TEXT_ART_FORMATS:
         container.close()
-        raise InputError(f"{p}: not a video file (FFmpeg can only read it as text art)")
+        raise InputError(f"{p}: no {kind} in it (FFmpeg can only read it as text art)")
     return container
 
 
@@ -549,7 +550,7 @@ def iter_audio(path: PathLike, sample_rate: int, channels: int = 1) -> Iterator[
 
 def _iter_audio(p: Path, rate: int, channels: int) -> Iterator[np.ndarray]:
     try:
-        container = _open_input(p)
+        container = _open_input(p, "audio")
     except (av.FFmpegError, OSError) as err:
         raise InputError(f"{p}: unreadable media ({_reason(err)})") from None
     with container:
@@ -572,7 +573,7 @@ def decode_audio(path: PathLike, sample_rates: Sequence[int]) -> dict[int, np.nd
     p = _check_path(path)
     chunks: dict[int, list[np.ndarray]] = {r: [] for r in rates}
     try:
-        with _open_input(p) as container:
+        with _open_input(p, "audio") as container:
             for rate, block in _iter_audio_multi(p, container, rates, channels=1):
                 chunks[rate].append(block[0])
     except (av.FFmpegError, OSError) as err:
