@@ -34,7 +34,14 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agent.chat_events import ChatEvent, EventKind, answer_event, tool_events
 from agent.profiles import agent_profile, resolve_llm
-from agent.run_record import RUN_RECORD, check_database, read_run_record, saved_settings, write_run_record
+from agent.run_record import (
+    RUN_RECORD,
+    check_database,
+    check_new_run_folder,
+    read_run_record,
+    saved_settings,
+    write_run_record,
+)
 from agent.runner import build_critic, build_planner, build_translator, preflight, preload_models
 from graphs.chat import build_chat
 from graphs.chat_planner import chat_llm_planner, streaming
@@ -253,10 +260,11 @@ def _locate(clip: Path, thread: str | None, out: str | Path | None) -> tuple[str
     if thread is not None and not _THREAD_ID.match(thread):
         raise InputError(f"--thread {thread!r}: use letters, digits, '.', '_' and '-' (at most 64)")
     thread_id = thread or f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    if out is not None and not str(out).strip():
+        raise InputError("--out needs a folder name")
     run_dir = Path(out) if out is not None else Path("runs") / f"{clip.stem}-chat-{thread_id}"
-    if run_dir.exists() and not run_dir.is_dir():
-        raise InputError(f"--out {run_dir} is a file, not a folder")
     if not (run_dir / RUN_RECORD).is_file():
+        check_new_run_folder(run_dir)
         return thread_id, run_dir, None
     saved = read_run_record(run_dir, str(run_dir))
     if (run_dir / CHAT_DB).is_file():

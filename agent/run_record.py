@@ -32,6 +32,19 @@ def write_run_record(run_dir: Path, graph: str, settings: BaseModel, source: Map
     write_json_atomic(run_dir / RUN_RECORD, record)
 
 
+def check_new_run_folder(run_dir: Path) -> None:
+    """InputError (naming --out) unless `run_dir` can become a new run's folder: absent, under folders (not under a
+    file), or an empty folder. A run replaces masks/ and work/ as wholes, so in a folder of other files it could
+    replace someone's own."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"--out {run_dir} is a file, not a folder")
+    nearest = next(folder for folder in run_dir.absolute().parents if folder.exists())
+    if not nearest.is_dir():
+        raise InputError(f"--out {run_dir}: {nearest} is a file, so no folder can be made under it")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        raise InputError(f"--out {run_dir} already holds other files: give a new or empty folder")
+
+
 def read_run_record(run_dir: Path, label: str) -> dict[str, Any]:
     """run_dir/run.json as written by write_run_record: graph a string, settings an object, source an object with a
     kind. `label` starts each error line (e.g. "--resume runs/x"). Raises InputError when the file is absent or

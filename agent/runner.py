@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from agent.run_record import RUN_RECORD, saved_settings, write_run_record
+from agent.run_record import RUN_RECORD, check_new_run_folder, saved_settings, write_run_record
 from graphs.agent import build_agent
 from graphs.agent_tools import AGENT_TOOLS
 from graphs.context import AgentSettings, LLMSettings, PipelineSettings, RunContext
@@ -36,13 +36,14 @@ Progress = Callable[[str, str], None]
 
 
 def new_run_dir(out: str | Path | None, stem: str) -> Path:
-    """The run folder for a new run: `out` if given (it must not hold a run yet), else runs/<stem>-<date-time>.
+    """The run folder for a new run: `out` if given (a new or empty folder), else runs/<stem>-<date-time>.
     Not created here: run_graph creates it once the run's models are known to be available."""
+    if out is not None and not str(out).strip():
+        raise InputError("--out needs a folder name")
     run_dir = Path("runs") / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}" if out is None else Path(out)
     if (run_dir / RUN_RECORD).exists():
         raise InputError(f"{run_dir} already holds a run: resume it with --resume {run_dir} or choose another --out")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise InputError(f"--out {run_dir} is a file, not a folder")
+    check_new_run_folder(run_dir)
     return run_dir
 
 
@@ -127,7 +128,10 @@ def run_graph(
     # Before anything is written: a run that cannot start leaves no run folder claiming a run to resume.
     preflight(settings)
     if not resume:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InputError(f"{run_dir}: the run folder cannot be created ({err.strerror or err})") from None
         write_run_record(run_dir, graph, settings, source)
     tracer = TraceWriter(run_dir / "trace.jsonl")
     registry = registry or ModelRegistry(settings.device)

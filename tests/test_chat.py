@@ -170,6 +170,8 @@ def test_a_thread_resumes_after_a_restart(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_a_damaged_conversation_folder_is_one_input_error(tmp_path: Path) -> None:
     rig = ChatRig(tmp_path)
+    with pytest.raises(InputError, match="already holds other files"):  # tmp_path holds the clip: not a run folder
+        rig.session(out=tmp_path)
     source = {"kind": "video", "path": str(rig.clip.resolve())}
     stale = {**rig.settings.model_dump(mode="json"), "max_rounds": "many"}
     records = {

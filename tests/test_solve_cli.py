@@ -75,6 +75,9 @@ def _bad_inputs(tmp_path: Path, clip: Path) -> dict[str, list[str]]:
         "cache folder is a file": [str(clip), "--cache-dir", str(text), *out],
         "nothing listens": [str(clip), "--captioner", "none", "--tagger", "none", *out],
         "llm url without a scheme": [str(clip), "--llm-base-url", "localhost:8000/v1", *out],
+        "out holds other files": [str(clip), "--profile", "tiny", "--out", str(tmp_path)],
+        "out cannot be made": [str(clip), "--profile", "tiny", "--out", str(text / "run")],
+        "out empty": [str(clip), "--profile", "tiny", "--out", ""],
         "resume nothing": ["--resume", str(tmp_path)],
         **{f"resume {name}": ["--resume", str(folder)] for name, folder in _bad_run_folders(tmp_path).items()},
     }
@@ -114,6 +117,7 @@ def test_every_bad_input_is_one_line_and_exit_2(tmp_path: Path, clip: Path, caps
         assert len(lines) == 1 and lines[0].startswith("error:"), f"{name}: {err!r}"
         assert time.perf_counter() - start < 10, name
     assert not (tmp_path / "never").exists(), "a rejected input must not leave a run folder"
+    assert not (tmp_path / "run.json").exists() and not (REPO / "run.json").exists()
 
 
 def test_uncached_real_model_fails_fast_with_how_to_fix(clip: Path, tmp_path: Path, capsys) -> None:
