@@ -318,6 +318,15 @@ def test_rerun_with_other_settings_is_refused(data: Path, tmp_path: Path) -> Non
         run_benchmark(options(data, "s4", tmp_path, limit=1, settings=models.settings), registry=models.registry)
 
 
+def test_a_folder_of_other_files_is_not_claimed(data: Path, tmp_path: Path) -> None:
+    (tmp_path / "predictions").mkdir()
+    (tmp_path / "predictions" / "mine.png").write_bytes(b"someone's own file")
+    models = FakeModels(ColourGrounder(s4_colours()))
+    with pytest.raises(InputError, match="already holds other files"):
+        run_benchmark(options(data, "s4", tmp_path, limit=1, settings=models.settings), registry=models.registry)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["mine.png", "predictions"]
+
+
 # ------------------------------------------------------------------------------------------ the pieces
 def test_frame_times_sit_near_the_end_of_each_second() -> None:
     assert FRAME_OFFSET_S == 15 / 16

@@ -48,7 +48,7 @@ from graphs.context import PipelineSettings
 from tools.cache import open_cache
 from tools.errors import InputError, OpenAVSError
 from tools.models.registry import ModelRegistry
-from tools.runfiles import read_json, write_json_atomic
+from tools.runfiles import read_input_json, read_json, write_json_atomic
 from tools.translate import Translator
 
 FAILED_CLIP_POLICY = "scored as an empty (all-background) prediction and counted in n_failed"
@@ -90,10 +90,7 @@ def claim_out(out: Path, fingerprint: dict[str, Any]) -> None:
     marker = out / "benchmark.json"
     started = (out / "clips").is_dir() and any((out / "clips").iterdir())
     if marker.is_file() and started:
-        try:
-            saved = read_json(marker)
-        except (OSError, ValueError) as err:
-            raise InputError(f"unreadable {marker}: {err}") from err
+        saved = read_input_json(marker)
         differs = sorted(k for k in fingerprint if saved.get(k) != fingerprint[k])
         if "settings" in differs:
             old = saved.get("settings") or {}
@@ -108,6 +105,8 @@ def claim_out(out: Path, fingerprint: dict[str, Any]) -> None:
         return
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, not a folder")
+    if not marker.is_file() and out.is_dir() and any(out.iterdir()):  # predictions/ is rebuilt as a whole
+        raise InputError(f"--out {out} already holds other files: give a new or empty folder, or a benchmark's")
     write_json_atomic(marker, fingerprint)
 
 
