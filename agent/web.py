@@ -25,9 +25,11 @@ Refused input is one line in {"detail": ...}: 400 (not a video, too long, bad re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import shutil
+import socket
 import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
@@ -373,10 +375,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on host:port for uvicorn to serve on; InputError when it cannot be bound (the port is
+    taken, the address is not this machine's), so that the app never announces an address it does not serve."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restarts need not wait
+    try:
+        sock.bind((host.strip("[]"), port))
+        sock.listen()  # connections wait in the backlog from here on, so the banner's address already answers
+    except OSError as err:
+        sock.close()
+        raise InputError(f"cannot listen on {host}:{port} ({err.strerror or err})") from None
+    return sock
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.max_upload_mb <= 0 or args.max_seconds <= 0 or not 0 < args.port < 65536:
-        print("error: --max-upload-mb and --max-seconds must be positive, --port in 1..65535", file=sys.stderr)
+    try:
+        if args.max_upload_mb <= 0 or args.max_seconds <= 0 or not 0 < args.port < 65536:
+            raise InputError("--max-upload-mb and --max-seconds must be positive, --port in 1..65535")
+        if Path(args.runs).exists() and not Path(args.runs).is_dir():
+            raise InputError(f"--runs {args.runs} is a file, not a folder")
+        cache = None if args.no_cache else open_cache()
+        sock = listening_socket(args.host, args.port)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     loopback = is_loopback(args.host)
     if not loopback:
@@ -384,11 +408,6 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
     import uvicorn
 
-    try:
-        cache = None if args.no_cache else open_cache()
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     app = create_app(
         factory=chat_factory(args.profile, args.device, args.llm, args.llm_base_url, cache),
         root=Path(args.runs),
@@ -397,8 +416,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile=args.profile,
         allowed_hosts=LOOPBACK_NAMES if loopback else None,
     )
-    print(f"OpenAVS chat on http://{args.host}:{args.port}/ (profile {args.profile}); Ctrl-C stops it", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    url_host = f"[{args.host}]" if ":" in args.host and not args.host.startswith("[") else args.host  # IPv6
+    print(f"OpenAVS chat on http://{url_host}:{args.port}/ (profile {args.profile}); Ctrl-C stops it", file=sys.stderr)
+    with sock, contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C once it has shut down
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     return 0
 
 

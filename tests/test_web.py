@@ -6,6 +6,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -23,6 +27,8 @@ from tests.clipfactory import write_test_clip
 from tests.web_fakes import FakeChat
 from tools.errors import InputError
 from tools.runfiles import read_mask_png
+
+REPO = Path(__file__).resolve().parents[1]
 
 LOOPBACK = "http://127.0.0.1"
 
@@ -337,19 +343,60 @@ def test_least_recently_used_sessions_are_closed(tmp_path: Path, clips: dict[str
     assert rig.chats[1].closed  # closed when the app stops
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_binds_to_loopback_by_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     seen: dict = {}
     monkeypatch.setattr(web, "chat_factory", lambda *a: FakeChat)
-    monkeypatch.setattr("uvicorn.run", lambda app, host, port, **kw: seen.update(app=app, host=host, port=port))
-    assert web.main(["--runs", str(tmp_path / "web")]) == 0
-    assert seen["host"] == "127.0.0.1" and seen["port"] == 8000
+
+    def serve(server, sockets) -> None:  # in place of uvicorn.Server.run: what it would serve, and where
+        seen.update(app=server.config.app, address=sockets[0].getsockname())
+
+    monkeypatch.setattr("uvicorn.Server.run", serve)
+    port = str(_free_port())
+    assert web.main(["--runs", str(tmp_path / "web"), "--port", port]) == 0
+    assert seen["address"] == ("127.0.0.1", int(port))
     with TestClient(seen["app"], base_url="http://10.1.2.3") as client:
         assert client.get("/").status_code == 400  # a loopback app answers loopback names only
-    assert web.main(["--host", "0.0.0.0", "--runs", str(tmp_path / "web")]) == 0
+    assert web.main(["--host", "0.0.0.0", "--runs", str(tmp_path / "web"), "--port", port]) == 0
     with TestClient(seen["app"], base_url="http://10.1.2.3") as client:
         assert client.get("/").status_code == 200
     assert web.main(["--max-seconds", "0"]) == 2
     assert web.is_loopback("::1") and web.is_loopback("localhost") and not web.is_loopback("0.0.0.0")
+
+
+def test_a_port_it_cannot_listen_on_is_one_line_before_any_banner(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert web.main(["--runs", str(tmp_path / "web"), "--port", port, "--no-cache"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot listen on 127.0.0.1:{port}") and err.count("\n") == 1
+    (tmp_path / "file").write_text("not a folder")
+    assert web.main(["--runs", str(tmp_path / "file"), "--port", port, "--no-cache"]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_the_server_cleanly(tmp_path: Path) -> None:
+    port = str(_free_port())
+    command = [sys.executable, "-m", "agent.web", "--profile", "tiny", "--port", port, "--runs", str(tmp_path)]
+    server = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert "OpenAVS chat on http://127.0.0.1:" in server.stderr.readline()  # printed once it listens
+        with socket.create_connection(("127.0.0.1", int(port)), timeout=30):
+            pass
+        server.send_signal(signal.SIGINT)
+        _, rest = server.communicate(timeout=60)
+    finally:
+        server.kill()
+    assert server.returncode == 0 and "Traceback" not in rest, rest
 
 
 def test_clip_names_are_sanitised() -> None:
