@@ -254,7 +254,11 @@ def write_synthetic(out: str | Path, subset: str, n: int, seed: int = 0) -> Path
         raise InputError(f"unknown subset {subset!r}: choose one of {', '.join(WRITERS)}")
     if n < 1:
         raise InputError(f"--n must be at least 1, got {n}")
-    return WRITERS[subset](Path(out).expanduser(), n, seed)
+    root = Path(out).expanduser()
+    blocking = next((p for p in (root, *root.absolute().parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise InputError(f"--out {out}: {blocking} is a file, not a folder")
+    return WRITERS[subset](root, n, seed)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     except OpenAVSError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # disk full, no permission: the CSVs are written last, so no set looks complete
+        print(f"error: cannot write under {args.out} ({err.strerror or err})", file=sys.stderr)
+        return 1
     print(root)
     return 0
 

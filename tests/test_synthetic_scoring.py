@@ -62,6 +62,10 @@ def test_cli_writes_and_reruns(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert capsys.readouterr().out.strip().endswith("Multi-sources")
     assert len(load_clips(tmp_path, "ms3", split=None)) == 2
     assert synthetic_main(["--out", str(tmp_path), "--subset", "ms3", "--n", "0"]) == 2
+    (tmp_path / "file").write_text("not a folder")
+    for out in (tmp_path / "file", tmp_path / "file" / "data"):
+        assert synthetic_main(["--out", str(out), "--subset", "s4", "--n", "1"]) == 2
+    assert capsys.readouterr().err.count("is a file, not a folder") == 2
 
 
 # ------------------------------------------------------------------------------------ GT as prediction
