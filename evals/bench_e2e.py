@@ -39,6 +39,8 @@ from evals.bench_options import count, device_or_usage_error
 from evals.bench_standins import FixedTranslator, MeteredGrounder
 from graphs.pipeline import VideoSource
 from tools.cli import ArgumentParser
+from tools.errors import InputError
+from tools.media import probe_clip
 from tools.models.registry import ModelRegistry
 
 
@@ -60,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if not args.clip.is_file():
-        print(f"error: {args.clip}: no such file", file=sys.stderr)
+    try:
+        probe_clip(args.clip)  # a clip that is not a video fails here, before minutes of model building
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     device = device_or_usage_error(parser, args.device)
     settings = base_profile(args.profile).model_copy(update={"device": device, "translator": "lexicon", "llm": None})

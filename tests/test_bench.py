@@ -289,8 +289,10 @@ def test_e2e_bench_reports_the_fastest_and_every_timed_run(tmp_path: Path, capsy
     assert set(summary["model_calls_s"]) == {"captioner", "tagger"}
     assert summary["frames"] == 3 and summary["boxes"] == 3 * 2  # --top-k boxes on every frame
 
-    assert bench_e2e.main([str(tmp_path / "missing.mp4"), "--profile", "tiny"]) == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: ")
+    (tmp_path / "notes.mp4").write_text("not a video")
+    for bad_clip in ("missing.mp4", "notes.mp4"):
+        assert bench_e2e.main([str(tmp_path / bad_clip), "--profile", "tiny"]) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: {tmp_path / bad_clip}: ")
     for bad, said in ((["--device", "tpu"], "error: --device tpu: expected cpu"), (["--repeats", "0"], "error: arg")):
         with pytest.raises(SystemExit) as exit_info:
             bench_e2e.main([str(clip), "--profile", "tiny", *bad])
