@@ -38,6 +38,7 @@ from agent.run_record import (
     RUN_RECORD,
     check_database,
     check_new_run_folder,
+    named_folder,
     read_run_record,
     saved_settings,
     write_run_record,
@@ -260,9 +261,7 @@ def _locate(clip: Path, thread: str | None, out: str | Path | None) -> tuple[str
     if thread is not None and not _THREAD_ID.match(thread):
         raise InputError(f"--thread {thread!r}: use letters, digits, '.', '_' and '-' (at most 64)")
     thread_id = thread or f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-    if out is not None and not str(out).strip():
-        raise InputError("--out needs a folder name")
-    run_dir = Path(out) if out is not None else Path("runs") / f"{clip.stem}-chat-{thread_id}"
+    run_dir = named_folder(out) if out is not None else Path("runs") / f"{clip.stem}-chat-{thread_id}"
     if not (run_dir / RUN_RECORD).is_file():
         check_new_run_folder(run_dir)
         return thread_id, run_dir, None

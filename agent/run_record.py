@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from tools.errors import InputError
-from tools.runfiles import read_input_json, write_json_atomic
+from tools.runfiles import read_input_json, require_folder_path, write_json_atomic
 
 RUN_RECORD = "run.json"
 CHECKPOINTS = "checkpoints.sqlite"
@@ -32,15 +32,18 @@ def write_run_record(run_dir: Path, graph: str, settings: BaseModel, source: Map
     write_json_atomic(run_dir / RUN_RECORD, record)
 
 
+def named_folder(out: str | Path) -> Path:
+    """`out` (an --out value) as a path; InputError for an empty name, which Path would read as the current folder."""
+    if not str(out).strip():
+        raise InputError("--out needs a folder name")
+    return Path(out)
+
+
 def check_new_run_folder(run_dir: Path) -> None:
     """InputError (naming --out) unless `run_dir` can become a new run's folder: absent, under folders (not under a
     file), or an empty folder. A run replaces masks/ and work/ as wholes, so in a folder of other files it could
     replace someone's own."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise InputError(f"--out {run_dir} is a file, not a folder")
-    nearest = next(folder for folder in run_dir.absolute().parents if folder.exists())
-    if not nearest.is_dir():
-        raise InputError(f"--out {run_dir}: {nearest} is a file, so no folder can be made under it")
+    require_folder_path(run_dir, "--out")
     if run_dir.is_dir() and any(run_dir.iterdir()):
         raise InputError(f"--out {run_dir} already holds other files: give a new or empty folder")
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from agent.run_record import RUN_RECORD, check_new_run_folder, saved_settings, write_run_record
+from agent.run_record import RUN_RECORD, check_new_run_folder, named_folder, saved_settings, write_run_record
 from graphs.agent import build_agent
 from graphs.agent_tools import AGENT_TOOLS
 from graphs.context import AgentSettings, LLMSettings, PipelineSettings, RunContext
@@ -38,9 +38,7 @@ Progress = Callable[[str, str], None]
 def new_run_dir(out: str | Path | None, stem: str) -> Path:
     """The run folder for a new run: `out` if given (a new or empty folder), else runs/<stem>-<date-time>.
     Not created here: run_graph creates it once the run's models are known to be available."""
-    if out is not None and not str(out).strip():
-        raise InputError("--out needs a folder name")
-    run_dir = Path("runs") / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}" if out is None else Path(out)
+    run_dir = Path("runs") / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}" if out is None else named_folder(out)
     if (run_dir / RUN_RECORD).exists():
         raise InputError(f"{run_dir} already holds a run: resume it with --resume {run_dir} or choose another --out")
     check_new_run_folder(run_dir)

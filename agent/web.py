@@ -63,7 +63,7 @@ from agent.web_turns import Turn
 from tools.cache import DiskCache, open_cache
 from tools.cli import ArgumentParser
 from tools.errors import InputError
-from tools.runfiles import atomic_path
+from tools.runfiles import atomic_path, require_folder_path
 
 if TYPE_CHECKING:
     from agent.chat_session import ChatSession
@@ -395,8 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.max_upload_mb <= 0 or args.max_seconds <= 0 or not 0 < args.port < 65536:
             raise InputError("--max-upload-mb and --max-seconds must be positive, --port in 1..65535")
-        if Path(args.runs).exists() and not Path(args.runs).is_dir():
-            raise InputError(f"--runs {args.runs} is a file, not a folder")
+        require_folder_path(Path(args.runs), "--runs")
         cache = None if args.no_cache else open_cache()
         sock = listening_socket(args.host, args.port)
     except InputError as err:

@@ -39,6 +39,7 @@ from evals.datasets.ms3 import MS3_CSV, MS3_DIR
 from evals.datasets.s4 import S4_CSV, S4_DIR
 from tools.cli import ArgumentParser
 from tools.errors import InputError, OpenAVSError
+from tools.runfiles import require_folder_path
 from tools.vocabulary import AVSS_CLASSES
 
 SIZE = 224  # frame side, pixels
@@ -255,9 +256,7 @@ def write_synthetic(out: str | Path, subset: str, n: int, seed: int = 0) -> Path
     if n < 1:
         raise InputError(f"--n must be at least 1, got {n}")
     root = Path(out).expanduser()
-    blocking = next((p for p in (root, *root.absolute().parents) if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        raise InputError(f"--out {out}: {blocking} is a file, not a folder")
+    require_folder_path(root, "--out")
     return WRITERS[subset](root, n, seed)
 
 

@@ -84,6 +84,18 @@ def staged_dir(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def require_folder_path(folder: Path, flag: str) -> None:
+    """InputError (naming `flag`, e.g. --out) when `folder` is a file or lies under one, so that no folder can be
+    there. Permissions are not judged here: creating the folder finds them out."""
+    for existing in (folder, *folder.absolute().parents):
+        if existing.exists():
+            if existing.is_dir():
+                return
+            if existing == folder:
+                raise InputError(f"{flag} {folder} is a file, not a folder")
+            raise InputError(f"{flag} {folder}: {existing} is a file, so no folder can be made under it")
+
+
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 

@@ -48,7 +48,7 @@ from graphs.context import PipelineSettings
 from tools.cache import open_cache
 from tools.errors import InputError, OpenAVSError
 from tools.models.registry import ModelRegistry
-from tools.runfiles import read_input_json, read_json, write_json_atomic
+from tools.runfiles import read_input_json, read_json, require_folder_path, write_json_atomic
 from tools.translate import Translator
 
 FAILED_CLIP_POLICY = "scored as an empty (all-background) prediction and counted in n_failed"
@@ -103,8 +103,7 @@ def claim_out(out: Path, fingerprint: dict[str, Any]) -> None:
                 "(or rerun with the same options to resume it)"
             )
         return
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file, not a folder")
+    require_folder_path(out, "--out")
     if not marker.is_file() and out.is_dir() and any(out.iterdir()):  # predictions/ is rebuilt as a whole
         raise InputError(f"--out {out} already holds other files: give a new or empty folder, or a benchmark's")
     write_json_atomic(marker, fingerprint)
