@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from transformers import Qwen2_5OmniConfig, Qwen2_5OmniForConditionalGeneration
+from transformers import Qwen2_5OmniConfig, Qwen2_5OmniForConditionalGeneration, StaticCache
+from transformers.generation.utils import DeferredStopCheck
 
 from tools.errors import InputError, ModelUnavailableError
 from tools.models import captioners, taggers
 from tools.models.base import AudioCaptioner, AudioTagger, ModelSpec
+from tools.models.decoding import defer_stop_checks_on_cuda
 from tools.models.registry import ModelRegistry
 from tools.vocabulary import TAG_VOCABULARY
 
@@ -89,21 +92,48 @@ def test_compiled_decoding_gives_the_same_answers(family: str, captioner_of, mon
     plain = captioner_of[family]
     spec = plain.spec.model_copy(update={"compile": True})
     compiled = captioners.ChatAudioCaptioner(spec, plain.model, plain.processor, "cpu", plain.system_prompt)
-    caches: list[str | None] = []
+    caches: list[object] = []
     generate = plain.model.generate
 
     def spy(*args, **kwargs):
-        caches.append(kwargs.get("cache_implementation"))
+        caches.append(kwargs.get("cache"))
         return generate(*args, **kwargs)
 
     monkeypatch.setattr(plain.model, "generate", spy)
-    windows = noise(3, plain.sampling_rate)
     queries = ["generate audio caption", "a much longer query so that the prompts need left padding"]
-    want = plain.describe(windows, queries, max_new_tokens=MAX_NEW)
-    got = compiled.describe(windows, queries, max_new_tokens=MAX_NEW)
-    # The compiled captioner decodes with a static KV cache (what torch.compile needs), the plain one does not.
-    assert caches == [None, "static"]
+    first, second = noise(3, plain.sampling_rate), noise(3, plain.sampling_rate, seconds=2.0)
+    want = [plain.describe(w, queries, max_new_tokens=MAX_NEW) for w in (first, second, first)]
+    got = [compiled.describe(w, queries, max_new_tokens=MAX_NEW) for w in (first, second, first)]
     assert got == want
+    # The plain captioner lets generate make a dynamic cache; the compiled one passes a static KV cache (what
+    # torch.compile needs), one per batch size: 6 conversations at a batch of 8 is one batch of 6.
+    assert caches[:3] == [None, None, None]
+    assert all(isinstance(c, StaticCache) for c in caches[3:])
+    # A longer prompt (2 s windows) needs a longer cache; the shorter prompt after it reuses that cache, reset.
+    assert caches[3] is not caches[4] and caches[5] is caches[4]
+    assert len(compiled._static_caches) == 1
+
+
+def test_deferred_stop_checks_are_allowed_on_cuda_only(captioner_of, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(DeferredStopCheck, "is_supported", DeferredStopCheck.__dict__["is_supported"])
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    uncroppable = SimpleNamespace(is_croppable=False)
+    assert not DeferredStopCheck.is_supported(cuda, None, False, is_assistant=False)  # transformers: MPS only
+    captioner = captioner_of["qwen2_audio"]
+    windows = noise(2, captioner.sampling_rate)
+    before = captioner.describe(windows, ["generate audio caption"], max_new_tokens=MAX_NEW)
+    defer_stop_checks_on_cuda()
+    installed = DeferredStopCheck.__dict__["is_supported"]
+    defer_stop_checks_on_cuda()
+    assert DeferredStopCheck.__dict__["is_supported"] is installed  # idempotent: not wrapped twice
+    assert DeferredStopCheck.is_supported(cuda, None, False, is_assistant=False)
+    assert DeferredStopCheck.is_supported(cuda, uncroppable, False, is_assistant=False)
+    # The stock rule still decides the rest: a returned cache that cannot be cropped back, assistant models.
+    assert not DeferredStopCheck.is_supported(cuda, uncroppable, True, is_assistant=False)
+    assert not DeferredStopCheck.is_supported(cuda, None, False, is_assistant=True)
+    # The CPU keeps the per-step check (its backend has no events to defer with): answers as before.
+    assert not DeferredStopCheck.is_supported(cpu, None, False, is_assistant=False)
+    assert captioner.describe(windows, ["generate audio caption"], max_new_tokens=MAX_NEW) == before
 
 
 def test_captioner_edge_inputs(captioner_of) -> None:

@@ -14,6 +14,7 @@ import torch
 
 from tools.errors import InputError, ModelUnavailableError
 from tools.models.base import DType, ModelSpec
+from tools.models.decoding import defer_stop_checks_on_cuda
 from tools.models.precision import enable_tf32
 
 # (role, family) -> "module:function" building the adapter from (spec, device); imported only when first used.
@@ -167,6 +168,7 @@ class ModelRegistry:
         self.device = pick_device(device)
         if self.device.startswith("cuda"):
             enable_tf32()
+            defer_stop_checks_on_cuda()
         self._adapters: dict[tuple, Any] = {}
         self.load_seconds: dict[str, float] = {}
         """Seconds each adapter took to build, by role (built ones only, not installed ones)."""
