@@ -27,6 +27,7 @@ from tools.critic import Critic, OpenAIVlmCritic
 from tools.datamodel import FIRST_FRAME_NUMBER
 from tools.errors import InputError
 from tools.models.registry import ModelRegistry, ensure_weights_available
+from tools.runfiles import require_folder_path
 from tools.tracing import TraceWriter
 from tools.translate import LexiconTranslator, LLMTranslator, Translator, build_chat_model
 
@@ -36,12 +37,24 @@ Progress = Callable[[str, str], None]
 
 
 def new_run_dir(out: str | Path | None, stem: str) -> Path:
-    """The run folder for a new run: `out` if given (a new or empty folder), else runs/<stem>-<date-time>.
+    """The run folder for a new run: `out` if given (a new or empty folder), else runs/<stem>-<date-time>, with
+    -2, -3, ... added when that name is taken (the same clip started twice within a second).
     Not created here: run_graph creates it once the run's models are known to be available."""
-    run_dir = Path("runs") / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}" if out is None else named_folder(out)
+    if out is None:
+        return _unused_default_folder(Path("runs") / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    run_dir = named_folder(out)
     if (run_dir / RUN_RECORD).exists():
         raise InputError(f"{run_dir} already holds a run: resume it with --resume {run_dir} or choose another --out")
     check_new_run_folder(run_dir)
+    return run_dir
+
+
+def _unused_default_folder(base: Path) -> Path:
+    run_dir, n = base, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = base.with_name(f"{base.name}-{n}")
+    require_folder_path(run_dir, "the default run folder (give --out)")
     return run_dir
 
 

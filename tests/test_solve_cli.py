@@ -6,16 +6,18 @@ import json
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-from agent import solve
+from agent import runner, solve
 from graphs.context import AgentSettings
 from tests.clipfactory import corrupt_copy, write_audio_only, write_test_clip
 from tests.fakes import BoxGrounder, BoxSegmenter, ScriptedCaptioner, ScriptedTagger
+from tools.errors import InputError
 from tools.models.registry import ModelRegistry
 from tools.runfiles import read_json, read_mask_png
 from tools.tracing import read_trace
@@ -143,6 +145,28 @@ def test_existing_run_folder_is_not_overwritten(clip: Path, tmp_path: Path, caps
     (run / "run.json").write_text("{}")
     code, _, err = _run_cli([str(clip), "--profile", "tiny", "--out", str(run)], capsys)
     assert code == 2 and "--resume" in err
+
+
+def test_default_run_folder_never_reuses_a_taken_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class FrozenClock(datetime):
+        @classmethod
+        def now(cls, tz=None):  # the same second for every run
+            return cls(2026, 11, 26, 18, 15, 0)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(runner, "datetime", FrozenClock)
+    first = runner.new_run_dir(None, "clip")
+    assert first == Path("runs/clip-20261126-181500")
+    first.mkdir(parents=True)
+    (first / "run.json").write_text("{}")
+    second = runner.new_run_dir(None, "clip")
+    assert second == Path("runs/clip-20261126-181500-2")
+    second.mkdir()  # even an empty folder is taken: another process may be about to write its run there
+    assert runner.new_run_dir(None, "clip") == Path("runs/clip-20261126-181500-3")
+    Path("runs").rename("elsewhere")
+    Path("runs").write_text("a file")
+    with pytest.raises(InputError, match="default run folder"):
+        runner.new_run_dir(None, "clip")
 
 
 ODD_CLIPS = {
