@@ -122,7 +122,10 @@ def test_deferred_stop_checks_are_allowed_on_cuda_only(captioner_of, monkeypatch
     captioner = captioner_of["qwen2_audio"]
     windows = noise(2, captioner.sampling_rate)
     before = captioner.describe(windows, ["generate audio caption"], max_new_tokens=MAX_NEW)
-    defer_stop_checks_on_cuda()
+    # A registry made for CUDA switches it on (torch is told CUDA exists; TF32's process-wide flags stay as they are).
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr("tools.models.registry.enable_tf32", lambda: None)
+    ModelRegistry("cuda")
     installed = DeferredStopCheck.__dict__["is_supported"]
     defer_stop_checks_on_cuda()
     assert DeferredStopCheck.__dict__["is_supported"] is installed  # idempotent: not wrapped twice

@@ -123,7 +123,7 @@ class ChatAudioCaptioner:
         # is left half-removed by a shorter one it contains.
         markup = [t for t in tokenizer.get_added_vocab() if t.startswith("<") and t.endswith(">")]
         self._control_tokens = sorted(markup, key=len, reverse=True)
-        self._static_caches: dict[int, tuple[int, StaticCache]] = {}  # batch size -> (max length, its cache)
+        self._static_caches: dict[int, StaticCache] = {}  # by batch size
         self._static_cache_lock = threading.Lock()
 
     def describe(self, windows: np.ndarray, queries: Sequence[str], max_new_tokens: int = 48) -> CaptionBatch:
@@ -207,11 +207,10 @@ class ChatAudioCaptioner:
             yield {}
             return
         with self._static_cache_lock:
-            longest, cache = self._static_caches.get(batch_size, (0, None))
-            if cache is None or longest < length:
+            cache = self._static_caches.get(batch_size)
+            if cache is None or cache.get_max_length() < length:
                 config = self.model.config.get_text_config(decoder=True)
-                cache = StaticCache(config=config, max_cache_len=length)
-                self._static_caches[batch_size] = (length, cache)
+                cache = self._static_caches[batch_size] = StaticCache(config=config, max_cache_len=length)
             else:
                 cache.reset()
             yield {"cache": cache}
