@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evals import bench_e2e, bench_sam3, bench_trackers
+from evals import bench_decode, bench_e2e, bench_sam3, bench_trackers
 from evals.bench import QUICK, _config, _parser
 from evals.bench_core import BenchConfig, bench_long, bench_short, summarize
 from evals.bench_standins import MeteredGrounder
@@ -297,3 +297,19 @@ def test_e2e_bench_reports_the_fastest_and_every_timed_run(tmp_path: Path, capsy
         with pytest.raises(SystemExit) as exit_info:
             bench_e2e.main([str(clip), "--profile", "tiny", *bad])
         assert exit_info.value.code == 2 and capsys.readouterr().err.startswith(said)
+
+
+def test_decode_bench_times_both_ways_and_compares_their_frames(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """evals.bench_decode: per clip the median of each way and their ratio, the frames compared; bad input is one
+    line and exit code 2."""
+    clip = write_test_clip(tmp_path / "clip.mp4", seconds=3.0, size=(64, 48))
+    assert bench_decode.main([str(clip), str(clip), "--repeats", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    result = summary["clips"]["clip.mp4"]
+    assert result["frames"] == 3 and result["same_frames"] and summary["same_frames"]
+    assert result["speedup"] == pytest.approx(result["plain_s"] / result["skipping_s"], rel=0.01)
+    assert bench_decode.main([str(tmp_path / "missing.mp4")]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"error: {tmp_path / 'missing.mp4'}")
+    assert bench_decode.main([str(clip), "--frames", "every:2"]) == 2

@@ -215,8 +215,9 @@ def test_irregular_clip_has_uneven_gaps(clips: dict[str, Path]) -> None:
 
 def test_cursor_decodes_forward_within_a_gop_and_seeks_across(clips: dict[str, Path]) -> None:
     with av.open(str(clips["long"])) as container:
-        cursor = _FrameCursor(clips["long"], container, container.streams.video[0])
-        for t in (0.3, 0.7, 1.2, 1.9):  # keyframes every 2 s: one GOP, no seek
+        times = (0.3, 0.7, 1.2, 1.9, 45.35, 45.9)
+        cursor = _FrameCursor(clips["long"], container, container.streams.video[0], times, True)
+        for t in times[:4]:  # keyframes every 2 s: one GOP, no seek
             cursor.frame_at(t)
         assert cursor.seeks == 0 and cursor.decoded <= 21
         _, pts_s = cursor.frame_at(45.35)
@@ -329,16 +330,78 @@ class _LateSeeker:
             offset += self._late
         self._container.seek(offset, **kwargs)
 
-    def decode(self, stream: av.video.stream.VideoStream) -> object:
-        return self._container.decode(stream)
+    @property
+    def format(self) -> av.format.ContainerFormat:
+        return self._container.format
+
+    def demux(self, stream: av.video.stream.VideoStream) -> object:
+        return self._container.demux(stream)
 
 
 def test_cursor_recovers_when_a_seek_lands_late(clips: dict[str, Path]) -> None:
     with av.open(str(clips["long"])) as container:
         stream = container.streams.video[0]
         proxy = _LateSeeker(container, stream)
-        cursor = _FrameCursor(clips["long"], proxy, stream)  # type: ignore[arg-type]
+        cursor = _FrameCursor(clips["long"], proxy, stream, [30.05], True)  # type: ignore[arg-type]
         frame, pts_s = cursor.frame_at(30.05)
         assert pts_s == pytest.approx(30.0)
         assert frame_number_of(frame.to_image()) == 300
         assert proxy.wrong == 0 and cursor.seeks == 3
+
+
+# ------------------------------------------------------------------------------------------ skipping frames
+
+
+def _write_moving_noise(path: Path, codec: str, options: dict[str, str], fmt: str, frames: int = 60) -> Path:
+    """A 25 fps clip of noise panning right (with its frame number in the top-left block), so the encoder
+    predicts frames from each other and writes non-reference B-frames."""
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 255, (48, 64 + 2 * frames, 3), dtype=np.uint8)
+    with av.open(str(path), mode="w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=25, options=options)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for n in range(frames):
+            image = np.ascontiguousarray(noise[:, 2 * n : 2 * n + 64])
+            image[:8, :8] = 4 * n
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = n
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def _frames_decoded(path: Path, times: list[float], skip_unshown: bool) -> int:
+    with av.open(str(path)) as container:
+        cursor = _FrameCursor(path, container, container.streams.video[0], times, skip_unshown)
+        for t in times:
+            cursor.frame_at(t)
+        return cursor.decoded
+
+
+@pytest.mark.parametrize(
+    ("codec", "options", "fmt", "skips"),
+    [
+        ("libx264", {"bf": "3"}, "mp4", True),
+        ("libx265", {"x265-params": "bframes=4:log-level=error"}, "mp4", True),
+        ("libx264", {"bf": "3"}, "matroska", True),
+        ("libx264", {"bf": "3"}, "avi", False),  # AVI packets carry no presentation times: every frame is decoded
+    ],
+)
+def test_skipping_unshown_frames_yields_the_same_frames(
+    tmp_path: Path, codec: str, options: dict[str, str], fmt: str, skips: bool
+) -> None:
+    clip = _write_moving_noise(tmp_path / f"clip.{fmt}", codec, options, fmt)
+    rng = random.Random(3)
+    for trial in range(12):
+        times = [0.94, 1.94] if trial == 0 else sorted(rng.uniform(-0.3, 2.6) for _ in range(rng.randint(1, 5)))
+        skipped = list(decode_frames(clip, times))
+        plain = list(decode_frames(clip, times, skip_unshown=False))
+        assert [f.pts_s for f in skipped] == [f.pts_s for f in plain], times
+        for a, b in zip(skipped, plain, strict=True):
+            assert np.array_equal(np.asarray(a.image), np.asarray(b.image)), (times, a.pts_s)
+    # At one frame a second the decoder skips the B-frames no wanted time shows (when the container allows).
+    fewer = _frames_decoded(clip, [0.94, 1.94], True)
+    every = _frames_decoded(clip, [0.94, 1.94], False)
+    assert (fewer < 0.8 * every) if skips else (fewer == every), (fewer, every)

@@ -24,6 +24,7 @@ from av.video.stream import VideoStream
 from PIL import Image
 
 from tools.errors import InputError
+from tools.packet_skipping import decode_wanted
 
 __all__ = [
     "ClipInfo",
@@ -46,6 +47,9 @@ _EPS_S = 1e-6
 _BLIND_SEEK_GAP_S = 2.0
 # Earlier and earlier seek targets (seconds before the wanted time) when a seek lands after it.
 _SEEK_BACKOFF_S = (0.0, 1.0, 4.0)
+# Containers whose packets carry presentation times, which frame skipping decides on (AVI, for one, stores a
+# guess that B-frames make wrong): elsewhere every frame is decoded.
+_PRESENTATION_PTS_FORMATS = frozenset({"mov", "mp4", "matroska", "webm", "mpegts"})
 
 PathLike = str | Path
 
@@ -299,14 +303,20 @@ def _duration_from_packets(
 class _FrameCursor:
     """Walks one video stream forward, seeking only when a keyframe lies between the decoder's position and
     the next wanted time. Holds at most two decoded frames: the last one at or before the latest target and
-    one lookahead frame after it (needed to know that the first one is the last at or before)."""
+    one lookahead frame after it (needed to know that the first one is the last at or before). `times` are all
+    the times (seconds from the video start) it will be asked for: the decoder may skip the non-reference frames
+    that none of them shows (with `skip_unshown`)."""
 
-    def __init__(self, p: Path, container: InputContainer, stream: VideoStream) -> None:
+    def __init__(
+        self, p: Path, container: InputContainer, stream: VideoStream, times: Sequence[float], skip_unshown: bool
+    ) -> None:
         self._p = p
         self._container = container
         self._stream = stream
         self._tb = stream.time_base or Fraction(1, 90000)
-        self._frames: Iterator[VideoFrame] = container.decode(stream)
+        self._wanted: list[float] | None = None  # the times on the stream's clock, once its first frame is known
+        self._may_skip = skip_unshown and not _PRESENTATION_PTS_FORMATS.isdisjoint(container.format.name.split(","))
+        self._frames = self._decode()
         self._cur: tuple[VideoFrame, float] | None = None
         self._next: tuple[VideoFrame, float] | None = None
         self._last_time: float | None = None
@@ -321,6 +331,15 @@ class _FrameCursor:
         start = _seconds(stream.start_time, stream.time_base)
         self.start_s = self.first_s if start is None else start
         self._keyframes = self._keyframe_times(self._next[0])
+        # A time before the first frame shows the first frame: wanting its time keeps it decoded.
+        if self._may_skip:
+            self._wanted = sorted(max(self.start_s + t, self.first_s) for t in times)
+
+    def _decode(self) -> Iterator[VideoFrame]:
+        """Frames from the decoder's position on; those no wanted time shows may be skipped."""
+        return decode_wanted(
+            self._stream.codec_context, self._container.demux(self._stream), self._tb, lambda: self._wanted
+        )
 
     def _keyframe_times(self, first: VideoFrame) -> list[float]:
         """Keyframe presentation times from the demuxer's index (sorted; empty when it has none).
@@ -365,7 +384,7 @@ class _FrameCursor:
             when = self.start_s - 1.0 if math.isinf(back) else target - back
             self._container.seek(math.floor(when / self._tb), stream=self._stream, backward=True)
             self.seeks += 1
-            self._frames = self._container.decode(self._stream)
+            self._frames = self._decode()
             self._cur, self._last_time = None, None
             self._next = self._pull()
             if self._next is not None and (self._next[1] <= target + _EPS_S or self._next[1] <= self.first_s + _EPS_S):
@@ -417,7 +436,9 @@ def _to_image(frame: VideoFrame, max_side: int | None) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
-def decode_frames(path: PathLike, timestamps_s: Sequence[float], max_side: int | None = None) -> Iterator[DecodedFrame]:
+def decode_frames(
+    path: PathLike, timestamps_s: Sequence[float], max_side: int | None = None, *, skip_unshown: bool = True
+) -> Iterator[DecodedFrame]:
     """Yield one DecodedFrame per timestamp (seconds from the video start), in order, streaming.
 
     Each is the frame on screen at that time: the last frame whose pts <= timestamp, or the first frame for
@@ -426,7 +447,9 @@ def decode_frames(path: PathLike, timestamps_s: Sequence[float], max_side: int |
     ``max_side`` pixels, keeping the aspect ratio. Only one image exists at a time unless the caller keeps
     them. Arguments are checked at call time (ValueError for unsorted or non-finite timestamps or a bad
     ``max_side``; InputError for a missing path); the file is opened on the first ``next()``, where a bad
-    file raises InputError.
+    file raises InputError. With ``skip_unshown`` (the default) the decoder skips the non-reference frames that no
+    timestamp shows, in containers whose packets carry presentation times (mp4/mov, Matroska/WebM, MPEG-TS); the
+    frames yielded are the same either way.
     """
     times = [float(t) for t in timestamps_s]
     if not all(math.isfinite(t) for t in times):
@@ -436,10 +459,10 @@ def decode_frames(path: PathLike, timestamps_s: Sequence[float], max_side: int |
     if max_side is not None and max_side < 1:
         raise ValueError(f"max_side must be a positive number of pixels, got {max_side}")
     p = _check_path(path)
-    return _decode_frames(p, times, max_side)
+    return _decode_frames(p, times, max_side, skip_unshown)
 
 
-def _decode_frames(p: Path, times: list[float], max_side: int | None) -> Iterator[DecodedFrame]:
+def _decode_frames(p: Path, times: list[float], max_side: int | None, skip_unshown: bool) -> Iterator[DecodedFrame]:
     if not times:
         return
     try:
@@ -450,7 +473,7 @@ def _decode_frames(p: Path, times: list[float], max_side: int | None) -> Iterato
         try:
             stream = _video_stream(p, container)
             stream.thread_type = "AUTO"
-            cursor = _FrameCursor(p, container, stream)
+            cursor = _FrameCursor(p, container, stream, times, skip_unshown)
         except (av.FFmpegError, OSError) as err:
             raise InputError(f"{p}: unreadable video ({_reason(err)})") from None
         for index, t in enumerate(times):
