@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from evals.bench_core import BenchConfig, bench_long, bench_short, summarize, with_overrides
+from evals.bench_args import frame_size
+from evals.bench_config import BenchConfig, with_overrides
 from tools.cli import ArgumentParser
-from tools.models.registry import pick_device
 
 # GroundingDINO's two-stage head needs >= 900 encoder tokens (its query count): 384x216 px gives ~1700, 256 px fails.
 QUICK = BenchConfig(clip_size=(640, 360), grounder_max_side=384, sam2_image_size=384, long_seconds=60.0)
@@ -82,17 +82,6 @@ def _config(args: argparse.Namespace) -> BenchConfig:
         seed_frames=args.seed_frames,
         clip_size=args.clip_size,
     )
-
-
-def frame_size(text: str) -> tuple[int, int]:
-    """'WxH' -> (W, H), both even and at least 64 px (x264 and GroundingDINO's token count need them)."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1280x720, got {text!r}") from None
-    if min(width, height) < 64 or width % 2 or height % 2:
-        raise argparse.ArgumentTypeError(f"clip size must be even and at least 64x64 px, got {text!r}")
-    return width, height
 
 
 def _run_phase(phase: str, cfg: BenchConfig, work: Path) -> dict[str, Any]:
@@ -197,14 +186,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # random weights: nothing is ever downloaded
+    # Only now, with the options known to be usable: these load torch, transformers and LangGraph (seconds), which
+    # --help or a mistyped option need not wait for.
+    from evals.bench_core import bench_long, bench_short, summarize
+    from evals.bench_options import device_or_usage_error
+
     if args.phase:
         cfg = BenchConfig.from_dict(json.loads(args.config))
         result = (bench_short if args.phase == "short" else bench_long)(cfg, Path(args.work))
         Path(args.phase_out).write_text(json.dumps(result))
         return 0
-    cfg = with_overrides(_config(args), device=pick_device(args.device))
+    cfg = with_overrides(_config(args), device=device_or_usage_error(parser, args.device))
     start, load_start = time.perf_counter(), _load_average()
     with tempfile.TemporaryDirectory(prefix="openavs-bench-") as tmp:
         work = Path(args.work) if args.work else Path(tmp)

@@ -23,7 +23,7 @@ import bisect
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ import torch
 from PIL import Image
 
 from agent.runner import run_graph
+from evals.bench_config import BenchConfig
 from evals.bench_memory import peak_rss_mb, reset_peak_rss, rss_mb
 from evals.bench_standins import MeteredGrounder, StandInCaptioner, StandInTagger
 from graphs.context import PipelineSettings, RunContext
@@ -44,50 +45,13 @@ from tools.embedding_cache import with_detection_cache, with_embedding_cache
 from tools.frames import FrameRef
 from tools.media import probe_clip
 from tools.models import sam2_video
-from tools.models.base import Face, ModelSpec
+from tools.models.base import ModelSpec
 from tools.models.registry import ModelRegistry
 from tools.models.sam2 import Sam2Segmenter, build_random
 from tools.sampling import select_timestamps
 from tools.synthclip import synthetic_frame, write_synthetic_clip
 from tools.tracing import TraceWriter
 from tools.translate import LexiconTranslator
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """What one benchmark measures. Sizes in px, times in s; `frames` = seconds of the short clip (AVSBench
-    sampling takes one frame per second). grounder_max_side None keeps GroundingDINO's own resize (800/1333)."""
-
-    face: Face = "random"
-    device: str = "cpu"
-    grounder_model: str = "IDEA-Research/grounding-dino-tiny"
-    segmenter_model: str = "facebook/sam2.1-hiera-tiny"
-    grounder_max_side: int | None = None
-    sam2_image_size: int = 1024
-    clip_size: tuple[int, int] = (1280, 720)
-    fps: float = 25.0
-    frames: int = 10
-    long_seconds: float = 120.0
-    rounds: int = 3  # the first ground -> segment round plus two refine rounds: the agent's default max_rounds
-    long_rounds: int = 1
-    top_k: int = 3
-    seed_frames: int = 3  # propagate mode: frames grounded to choose the seed (the product default)
-    cache_capacity: int | None = None  # SAM2 embeddings kept; None: the product default (PipelineSettings)
-    grounder_batch: int | None = None  # images per GroundingDINO forward in the optimized way; None: grounder_batch_for
-    model_max_side: int = 1280
-    threads: int | None = None
-
-    def thresholds(self, round_index: int) -> tuple[float, float]:
-        """(box, text) thresholds of a round: the box threshold steps up by 0.05 per round, as the planner's does."""
-        return round(0.25 + 0.05 * round_index, 2), 0.25
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BenchConfig:
-        return cls(**{**data, "clip_size": tuple(data["clip_size"])})
-
 
 # ------------------------------------------------------------------------------------------------------ models
 
@@ -600,8 +564,3 @@ def summarize(short: dict[str, Any], long: dict[str, Any]) -> dict[str, Any]:
         "face": cfg["face"],
         "device": cfg["device"],
     }
-
-
-def with_overrides(cfg: BenchConfig, **changes: Any) -> BenchConfig:
-    """`cfg` with some fields changed (None values ignored)."""
-    return replace(cfg, **{k: v for k, v in changes.items() if v is not None})

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from evals.bench_options import count
+from evals.bench_args import count
 from tools.cli import ArgumentParser
 from tools.errors import InputError
 from tools.media import DecodedFrame, decode_frames, probe_clip

@@ -28,20 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from agent.cli_names import PROFILE_NAMES, SEGMENTATION_MODES
-from agent.profiles import (
-    base_profile,
-    with_compiled_models,
-    with_random_weights,
-    with_segmentation,
-)
-from agent.runner import run_graph
-from evals.bench_options import count, device_or_usage_error
-from evals.bench_standins import FixedTranslator, MeteredGrounder
-from graphs.pipeline import VideoSource
+from evals.bench_args import count
 from tools.cli import ArgumentParser
 from tools.errors import InputError
 from tools.media import probe_clip
-from tools.models.registry import ModelRegistry
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,6 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    # Only now, with the options and the clip known to be usable: these load torch, transformers and LangGraph
+    # (seconds), which --help or a mistyped path need not wait for.
+    from agent.profiles import base_profile, with_compiled_models, with_random_weights, with_segmentation
+    from agent.runner import run_graph
+    from evals.bench_options import device_or_usage_error
+    from evals.bench_standins import FixedTranslator, MeteredGrounder
+    from graphs.pipeline import VideoSource
+    from tools.models.registry import ModelRegistry
+
     device = device_or_usage_error(parser, args.device)
     settings = base_profile(args.profile).model_copy(update={"device": device, "translator": "lexicon", "llm": None})
     settings = with_segmentation(settings, args.segmentation, args.propagator)

@@ -13,8 +13,10 @@ from PIL import Image
 
 from evals import bench_decode, bench_e2e, bench_sam3, bench_trackers
 from evals.bench import QUICK, _config, _parser
-from evals.bench_core import BenchConfig, bench_long, bench_short, summarize
+from evals.bench_config import BenchConfig
+from evals.bench_core import bench_long, bench_short, summarize
 from evals.bench_standins import MeteredGrounder
+from evals.bench_trackers_core import FAMILIES
 from tests.clipfactory import write_test_clip
 from tests.fakes import BoxGrounder, BoxSegmenter
 from tools.datamodel import Detections
@@ -237,7 +239,7 @@ def test_tracker_bench_times_both_trackers_on_the_same_frames(capsys: pytest.Cap
     assert bench_trackers.main(["--face", "tiny", "--frames", "4", "--size", "96x64", "--repeats", "1"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["frames"] == 4 and summary["size"] == [96, 64]
-    for family in bench_trackers.FAMILIES:
+    for family in FAMILIES:
         assert summary[f"{family}_tracked_frames"] == 4  # every frame, from each tracker
         assert summary[f"{family}_s_per_frame"] > 0 and summary[f"{family}_peak_session_mb"] > 0
     assert summary["meta_over_transformers"] == pytest.approx(

@@ -1,5 +1,5 @@
-"""agent.solve, agent.chat, agent.web and evals/run_avsbench.py answer `--help` and a bad clip, run folder, option or
-dataset before loading any model library.
+"""agent.solve, agent.chat, agent.web, evals/run_avsbench.py and the benches (evals.bench, evals.bench_*) answer
+`--help` and a bad clip, run folder, option or dataset before loading any model library.
 
 torch, transformers and LangGraph take seconds to import (about 5 s per process on 2 cores, twice that where Python
 may not write bytecode); a mistyped path or `--help` must not wait for them. Each case runs in a fresh interpreter,
@@ -44,8 +44,8 @@ def _run(module: str, args: list[str]) -> tuple[dict, str]:
 
 
 def _bad_input(case: str, tmp_path: Path) -> list[str]:
-    """Arguments of `case`: a clip that is not there or not a video, a folder that holds no run, or an AVSBench root
-    of neither kind."""
+    """Arguments of `case`: a clip that is not there or not a video, a folder that holds no run, an AVSBench root of
+    neither kind, or an option value out of range."""
     notes = tmp_path / "notes.mp4"
     notes.write_text("not a video")
     return {
@@ -55,17 +55,30 @@ def _bad_input(case: str, tmp_path: Path) -> list[str]:
         "bad port": ["--port", "0"],
         "missing root": ["--root", str(tmp_path / "nope"), "--subset", "s4"],
         "root without metadata": ["--root", str(tmp_path), "--subset", "ms3"],
+        "odd clip size": ["--clip-size", "13x7"],
+        "no frames": ["--frames", "0"],
+        "no repeats": ["--repeats", "0"],
+        "unknown frame strategy": [str(notes), "--frames", "every:2"],
     }[case]
 
 
 @pytest.mark.parametrize(
     ("module", "case"),
     [
-        *((module, case) for module in ("agent.solve", "agent.chat") for case in ("missing clip", "not a video")),
+        *(
+            (module, case)
+            for module in ("agent.solve", "agent.chat", "evals.bench_e2e", "evals.bench_decode")
+            for case in ("missing clip", "not a video")
+        ),
         ("agent.solve", "not a run folder"),
         ("agent.web", "bad port"),
         ("evals.benchmark.cli", "missing root"),
         ("evals.benchmark.cli", "root without metadata"),
+        ("evals.bench", "odd clip size"),
+        ("evals.bench_sam3", "no frames"),
+        ("evals.bench_trackers", "no repeats"),
+        ("evals.bench_e2e", "no repeats"),
+        ("evals.bench_decode", "unknown frame strategy"),
     ],
 )
 def test_bad_input_is_one_line_before_the_model_libraries_load(module: str, case: str, tmp_path: Path) -> None:
@@ -74,7 +87,13 @@ def test_bad_input_is_one_line_before_the_model_libraries_load(module: str, case
     assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
 
 
-@pytest.mark.parametrize("module", ["agent.solve", "agent.chat", "agent.web", "evals.benchmark.cli"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        *("agent.solve", "agent.chat", "agent.web", "evals.benchmark.cli"),
+        *("evals.bench", "evals.bench_sam3", "evals.bench_trackers", "evals.bench_e2e", "evals.bench_decode"),
+    ],
+)
 def test_help_answers_before_the_model_libraries_load(module: str) -> None:
     answer, _ = _run(module, ["--help"])
     assert answer == {"code": 0, "loaded": []}
