@@ -8,6 +8,7 @@ import math
 import random
 import time
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -35,6 +36,7 @@ from tools.media import (
     iter_audio,
     probe_clip,
 )
+from tools.packet_skipping import decode_wanted
 
 
 @pytest.fixture(scope="module")
@@ -405,3 +407,24 @@ def test_skipping_unshown_frames_yields_the_same_frames(
     fewer = _frames_decoded(clip, [0.94, 1.94], True)
     every = _frames_decoded(clip, [0.94, 1.94], False)
     assert (fewer < 0.8 * every) if skips else (fewer == every), (fewer, every)
+
+
+def test_skipping_holds_back_only_the_packets_between_two_wanted_times(clips: dict[str, Path]) -> None:
+    """A packet waits only until a later packet's dts passes its next wanted time: over a 60 s clip at 10 fps with
+    a wanted time every second, the decoder stays within a few seconds of packets of the demuxer, not the clip's."""
+    read = 0
+
+    def counted(packets: Iterator[av.Packet]) -> Iterator[av.Packet]:
+        nonlocal read
+        for packet in packets:
+            read += 1
+            yield packet
+
+    with av.open(str(clips["long"])) as container:
+        stream = container.streams.video[0]
+        wanted = [k + 0.5 for k in range(60)]
+        lags = [read - float(f.pts * stream.time_base) * 10 for f in decode_wanted(
+            stream.codec_context, counted(container.demux(stream)), stream.time_base, lambda: wanted)]  # fmt: skip
+    assert 0 < len(lags) < 600  # unshown B-frames were skipped
+    # A second of packets (10), plus dts trailing pts and the decoder's reordering (~9 here); the clip has 600.
+    assert max(lags) < 30

@@ -315,7 +315,6 @@ class _FrameCursor:
         self._stream = stream
         self._tb = stream.time_base or Fraction(1, 90000)
         self._wanted: list[float] | None = None  # the times on the stream's clock, once its first frame is known
-        self._may_skip = skip_unshown and not _PRESENTATION_PTS_FORMATS.isdisjoint(container.format.name.split(","))
         self._frames = self._decode()
         self._cur: tuple[VideoFrame, float] | None = None
         self._next: tuple[VideoFrame, float] | None = None
@@ -332,7 +331,7 @@ class _FrameCursor:
         self.start_s = self.first_s if start is None else start
         self._keyframes = self._keyframe_times(self._next[0])
         # A time before the first frame shows the first frame: wanting its time keeps it decoded.
-        if self._may_skip:
+        if skip_unshown and not _PRESENTATION_PTS_FORMATS.isdisjoint(container.format.name.split(",")):
             self._wanted = sorted(max(self.start_s + t, self.first_s) for t in times)
 
     def _decode(self) -> Iterator[VideoFrame]:
