@@ -188,6 +188,8 @@ def run_graph(
             tracer.emit("error", graph, error=f"{type(err).__name__}: {err}".splitlines()[0])
             tracer.emit("run_end", graph, (time.perf_counter() - start) * 1000, status="failed")
             raise
+        finally:
+            context.prefetch.close()  # a failed run leaves no decoding behind it, still writing into its folder
     final = state.get("final", {})
     tracer.emit(
         "run_end",

@@ -16,6 +16,7 @@ from tools.cache import DiskCache
 from tools.models.base import ModelSpec
 from tools.models.registry import ModelRegistry
 from tools.overlay_memo import OverlayMemo
+from tools.parallel import Prefetcher
 from tools.tracing import TraceWriter
 from tools.translate import Translator
 
@@ -65,6 +66,9 @@ class PipelineSettings(BaseModel):
     silence_dbfs: float = -60.0
     device: str | None = None
     write_overlay: bool = True
+    decode_ahead: bool = Field(
+        True, description="decode the sampled frames on a background thread while the audio is described"
+    )
     segmentation: Literal["image", "propagate", "video"] = Field(
         "image",
         description="image: every frame on its own (the paper); propagate: video tracking (SAM2 video or SAM 3's "
@@ -127,6 +131,8 @@ class RunContext:
     """Agent only: the critic (tools.critic.Critic) that checks masks."""
     segmenter: Any = None
     """The image segmenter wrapped with this run's embedding cache, made on first use (graphs.stages)."""
+    prefetch: Prefetcher = field(default_factory=Prefetcher)
+    """Work started ahead of the node that takes its result (the sampled frames, while the audio is described)."""
     overlays: OverlayMemo = field(default_factory=OverlayMemo)
     """The round overlays drawn so far, so a round showing the same masks copies them (graphs.stages)."""
     started_at: float = field(default_factory=time.monotonic)

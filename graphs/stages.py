@@ -50,6 +50,11 @@ def frame_refs(frames: list[dict[str, Any]]) -> list[FrameRef]:
     return [FrameRef(**f) for f in frames]
 
 
+def frame_times(frames: list[dict[str, Any]]) -> list[float]:
+    """The sampled time (s) of each frame handle: where its audio window is cut."""
+    return [f["timestamp_s"] for f in frames]
+
+
 def audio_models(ctx: RunContext) -> tuple[AudioCaptioner | None, AudioTagger | None]:
     """The captioner and tagger this run listens with (none when oracle phrases stand in for the audio)."""
     settings = ctx.settings
@@ -61,34 +66,72 @@ def audio_models(ctx: RunContext) -> tuple[AudioCaptioner | None, AudioTagger | 
 
 
 def load_clip(ctx: RunContext, source: dict[str, Any], frames_strategy: str | None = None) -> dict[str, Any]:
-    """Probe the source, decode its sampled frames into work/frames and its audio into work/audio_<rate>.npy.
+    """Probe the source and decode its audio and its sampled frames into the run folder, the frames on a
+    background thread while the audio decodes. Returns the state fields clip, frames (FrameRef dicts), audio and
+    warnings."""
+    loaded = start_loading(ctx, source, frames_strategy)
+    frames = loaded_frames(ctx, source, loaded.pop("timestamps_s"))
+    return {**loaded, "frames": frames}
 
-    Returns the state fields clip, frames (FrameRef dicts), audio ({files, rms_dbfs, audible}) and warnings.
+
+def start_loading(ctx: RunContext, source: dict[str, Any], frames_strategy: str | None = None) -> dict[str, Any]:
+    """Probe the source, choose the times of its sampled frames, start decoding those frames in the background
+    (ctx.prefetch, unless settings.decode_ahead is off; loaded_frames takes them) and decode the audio into
+    work/audio_<rate>.npy: the audio stages need no frame, so they can run while the frames decode.
+
+    Returns the state fields clip, timestamps_s (s from the clip's start), audio ({files, rms_dbfs, audible}) and
+    warnings.
     """
     settings = ctx.settings
-    work = ctx.run_dir / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    warnings: list[str] = []
+    (ctx.run_dir / "work").mkdir(parents=True, exist_ok=True)
     if source["kind"] == "video":
         info = probe_clip(source["path"])
         strategy = parse_frame_strategy(frames_strategy or settings.frames)
         timestamps = select_timestamps(info, strategy, settings.max_frames)
-        frames = extract_frames(source["path"], timestamps, work / "frames")
         clip = {**info.to_dict(), "name": Path(source["path"]).stem}
         audio_path = source["path"] if info.has_audio else None
+        if settings.decode_ahead:
+            ctx.prefetch.start(_frames_key(source, timestamps), _decode_frames, ctx, source, timestamps)
     else:
-        frames = frame_refs_from_files(source["frame_paths"], source["timestamps_s"])
-        clip = {"name": source["name"], "path": None, "width": frames[0].width, "height": frames[0].height}
+        timestamps = list(source["timestamps_s"])
+        first = frame_refs_from_files(source["frame_paths"][:1], timestamps[:1])[0]
+        clip = {"name": source["name"], "path": None, "width": first.width, "height": first.height}
         audio_path = source["audio_path"]
+    audio, warnings = _load_audio(ctx, audio_path)
+    return {"clip": clip, "timestamps_s": timestamps, "audio": audio, "warnings": warnings}
+
+
+def loaded_frames(ctx: RunContext, source: dict[str, Any], timestamps_s: Sequence[float]) -> list[dict[str, Any]]:
+    """The frames at `timestamps_s` as FrameRef dicts: for a video, those start_loading began decoding into
+    work/frames (decoded now when it did not, as in a resumed run); for a frame folder, its image files."""
+    if source["kind"] != "video":
+        return [f.model_dump() for f in frame_refs_from_files(source["frame_paths"], timestamps_s)]
+    return ctx.prefetch.take(_frames_key(source, timestamps_s), _decode_frames, ctx, source, timestamps_s)
+
+
+def _frames_key(source: dict[str, Any], timestamps_s: Sequence[float]) -> tuple[str, str, tuple[float, ...]]:
+    return ("frames", source["path"], tuple(timestamps_s))
+
+
+def _decode_frames(ctx: RunContext, source: dict[str, Any], timestamps_s: Sequence[float]) -> list[dict[str, Any]]:
+    frames = extract_frames(source["path"], timestamps_s, ctx.run_dir / "work" / "frames")
+    return [f.model_dump() for f in frames]
+
+
+def _load_audio(ctx: RunContext, audio_path: str | None) -> tuple[dict[str, Any], list[str]]:
+    """Decode the audio at the rates the audio models listen at into work/audio_<rate>.npy; returns the state's
+    audio field ({files, rms_dbfs, audible}) and warnings."""
+    settings = ctx.settings
     captioner, tagger = audio_models(ctx)
     rates = sorted({m.sampling_rate for m in (captioner, tagger) if m is not None})
     audio: dict[str, Any] = {"files": {}, "rms_dbfs": None, "audible": False}
+    warnings: list[str] = []
     if audio_path is None:
         warnings.append("the clip has no audio stream: nothing is audible, so no object is segmented")
     elif rates:
         decoded = decode_audio(audio_path, rates)
         for rate, samples in decoded.items():
-            path = work / f"audio_{rate}.npy"
+            path = ctx.run_dir / "work" / f"audio_{rate}.npy"
             np.save(path, samples.astype(np.float32))
             audio["files"][str(rate)] = str(path)
         level = audio_rms_dbfs(decoded[rates[0]])
@@ -101,19 +144,20 @@ def load_clip(ctx: RunContext, source: dict[str, Any], frames_strategy: str | No
             )
     else:
         audio["audible"] = True  # oracle phrases: no audio model listens, the phrases stand for the audio
-    return {"clip": clip, "frames": [f.model_dump() for f in frames], "audio": audio, "warnings": warnings}
+    return audio, warnings
 
 
 def caption_audio(
-    ctx: RunContext, frames: list[dict[str, Any]], audio: dict[str, Any], queries: tuple[str, ...] | None = None
+    ctx: RunContext, timestamps_s: Sequence[float], audio: dict[str, Any], queries: tuple[str, ...] | None = None
 ) -> tuple[list[list[str]], dict[str, int]]:
-    """Captions per frame (frames x queries) from the captioner, through the cache; empty when nothing is audible."""
+    """Captions per frame (frames x queries) of the audio windows at the frames' `timestamps_s`, from the captioner,
+    through the cache; empty when nothing is audible."""
     settings = ctx.settings
     queries = queries or settings.queries
     captioner, _ = audio_models(ctx)
     if not audio["audible"] or captioner is None:
-        return [[] for _ in frames], dict(NO_USAGE)
-    timestamps = [f["timestamp_s"] for f in frames]
+        return [[] for _ in timestamps_s], dict(NO_USAGE)
+    timestamps = list(timestamps_s)
     samples = np.load(audio["files"][str(captioner.sampling_rate)])
     key = DiskCache.key(
         model=settings.captioner.model_dump(mode="json"),
@@ -144,14 +188,15 @@ def caption_audio(
     return captions, usage
 
 
-def tag_frames(ctx: RunContext, frames: list[dict[str, Any]], audio: dict[str, Any]) -> list[list[tuple[str, float]]]:
-    """Top-k (label, probability) per frame from the tagger; empty when nothing is audible or no tagger is set."""
+def tag_frames(ctx: RunContext, timestamps_s: Sequence[float], audio: dict[str, Any]) -> list[list[tuple[str, float]]]:
+    """Top-k (label, probability) per frame, for the audio windows at the frames' `timestamps_s`, from the tagger;
+    empty when nothing is audible or no tagger is set."""
     settings = ctx.settings
     _, tagger = audio_models(ctx)
     if not audio["audible"] or tagger is None:
-        return [[] for _ in frames]
+        return [[] for _ in timestamps_s]
     samples = np.load(audio["files"][str(tagger.sampling_rate)])
-    timestamps = [f["timestamp_s"] for f in frames]
+    timestamps = list(timestamps_s)
     with ctx.tracer.span("model_call", "tagger", model=settings.tagger.model_id) as call:
         tags = tag_audio(
             tagger,

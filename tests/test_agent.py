@@ -218,10 +218,9 @@ def test_planner_can_pick_other_frames(tmp_path: Path) -> None:
         ]
     )
     state = rig.run(llm_planner=ChatPlanner(model, AGENT_TOOLS, "scripted"), planner="llm")
-    assert [round(f["timestamp_s"], 2) for f in state["frames"]] == [
-        0.72,
-        2.24,
-    ]  # the frames on screen at 0.75 s and 2.25 s (25 fps)
+    # Sampled at 0.75 s and 2.25 s, which show the frames starting at 0.72 s and 2.24 s (25 fps).
+    assert [round(f["timestamp_s"], 2) for f in state["frames"]] == [0.75, 2.25]
+    assert [round(f["pts_s"], 2) for f in state["frames"]] == [0.72, 2.24]
     assert sorted(p.name for p in (rig.run_dir / "masks").iterdir()) == ["duet_1.png", "duet_2.png"]
     errors = [m.content for m in state["messages"] if m.type == "tool" and m.status == "error"]
     assert len(errors) == 1 and "uniform:N" in errors[0]

@@ -3,7 +3,9 @@ tiny seeded models; real faces from saved local folders; real-size configs check
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -93,18 +95,26 @@ def test_compiled_decoding_gives_the_same_answers(family: str, captioner_of, mon
     spec = plain.spec.model_copy(update={"compile": True})
     compiled = captioners.ChatAudioCaptioner(spec, plain.model, plain.processor, "cpu", plain.system_prompt)
     caches: list[object] = []
+    threads: list[threading.Thread] = []
     generate = plain.model.generate
 
     def spy(*args, **kwargs):
         caches.append(kwargs.get("cache"))
+        threads.append(threading.current_thread())
         return generate(*args, **kwargs)
 
     monkeypatch.setattr(plain.model, "generate", spy)
     queries = ["generate audio caption", "a much longer query so that the prompts need left padding"]
     first, second = noise(3, plain.sampling_rate), noise(3, plain.sampling_rate, seconds=2.0)
     want = [plain.describe(w, queries, max_new_tokens=MAX_NEW) for w in (first, second, first)]
-    got = [compiled.describe(w, queries, max_new_tokens=MAX_NEW) for w in (first, second, first)]
+    got = [compiled.describe(w, queries, max_new_tokens=MAX_NEW) for w in (first, second)]
+    # The third call comes from another thread (a chat turn): it still decodes on the captioner's own thread, where
+    # torch keeps the CUDA graphs it recorded.
+    with ThreadPoolExecutor(1) as other:
+        got.append(other.submit(compiled.describe, first, queries, max_new_tokens=MAX_NEW).result())
     assert got == want
+    assert threads[:3] == [threading.current_thread()] * 3  # the plain captioner decodes on the caller's thread
+    assert len(set(threads[3:])) == 1 and threads[3].name.startswith("captioner-decoding")
     # The plain captioner lets generate make a dynamic cache; the compiled one passes a static KV cache (what
     # torch.compile needs), one per batch size: 6 conversations at a batch of 8 is one batch of 6.
     assert caches[:3] == [None, None, None]

@@ -1,13 +1,14 @@
 """map_ahead / for_each_in_threads: every call runs, results in order, inputs read lazily with a bounded backlog,
-errors come back."""
+errors come back. Prefetcher: a started result is taken once, in the background; nothing started is computed now."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
-from tools.parallel import for_each_in_threads, map_ahead
+from tools.parallel import Prefetcher, for_each_in_threads, map_ahead
 
 
 def test_every_call_runs_and_the_backlog_is_bounded() -> None:
@@ -44,3 +45,48 @@ def test_the_first_error_is_raised() -> None:
 
 def test_map_ahead_yields_results_in_order() -> None:
     assert list(map_ahead(lambda k: k * k, ((k,) for k in range(30)), workers=4)) == [k * k for k in range(30)]
+
+
+def test_a_prefetched_result_is_computed_once_in_the_background() -> None:
+    prefetch = Prefetcher()
+    calls: list[tuple[int, str]] = []
+    release = threading.Event()
+
+    def square(k: int) -> int:
+        assert release.wait(10)
+        calls.append((k, threading.current_thread().name))
+        return k * k
+
+    prefetch.start("a", square, 3)
+    prefetch.start("a", square, 3)  # already under way: not started twice
+    release.set()
+    assert prefetch.take("a", square, 3) == 9
+    assert len(calls) == 1 and calls[0][1].startswith("openavs-prefetch")
+    # Taken once: a second take (or a key never started) computes now, on the caller's thread.
+    assert prefetch.take("a", square, 4) == 16 and calls[-1] == (4, threading.current_thread().name)
+    prefetch.close()
+
+
+def test_a_prefetch_error_is_raised_by_take() -> None:
+    prefetch = Prefetcher()
+
+    def fail() -> None:
+        raise ValueError("bad frame")
+
+    prefetch.start("frames", fail)
+    with pytest.raises(ValueError, match="bad frame"):
+        prefetch.take("frames", fail)
+    prefetch.close()
+
+
+def test_close_waits_for_work_nobody_took() -> None:
+    prefetch = Prefetcher()
+    done = threading.Event()
+
+    def slow() -> None:
+        time.sleep(0.2)
+        done.set()
+
+    prefetch.start("frames", slow)
+    prefetch.close()
+    assert done.is_set()

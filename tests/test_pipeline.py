@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import av
@@ -11,10 +13,12 @@ import pytest
 from agent.cli_names import GRAPH_NAMES
 from agent.run_record import resumable_record
 from agent.runner import resumed_run, run_graph
+from graphs import stages
 from graphs.context import PipelineSettings
 from graphs.pipeline import VideoSource
 from tests.clipfactory import write_test_clip
 from tests.fakes import BoxGrounder, BoxSegmenter, ScriptedCaptioner, ScriptedTagger, box_mask
+from tools.errors import InputError
 from tools.models.registry import ModelRegistry
 from tools.runfiles import read_json, read_mask_png
 from tools.tracing import read_trace
@@ -102,14 +106,22 @@ def test_right_masks_land_in_right_files(tmp_path: Path) -> None:
     assert result["frames"][3]["union_area"] == int(expected[3].sum())
     timestamps = [f["timestamp_s"] for f in result["frames"]]
     assert timestamps == pytest.approx([23 / 25, 48 / 25, 73 / 25, 98 / 25, 123 / 25], abs=1e-3)
-    assert set(result["timings_s"]) == {"load", "describe_audio", "translate", "ground", "segment", "emit"}
+    assert set(result["timings_s"]) == {
+        "load",
+        "describe_audio",
+        "decode_frames",
+        "translate",
+        "ground",
+        "segment",
+        "emit",
+    }
     assert result["clip"]["width"] == 80 and result["audio"]["audible"] is True
     assert any("built-in" in w for w in result["warnings"])
 
     kinds = [(r["kind"], r["name"]) for r in read_trace(run_dir / "trace.jsonl")]
     assert kinds[0] == ("run_start", "pipeline") and kinds[-1] == ("run_end", "pipeline")
     nodes = [name for kind, name in kinds if kind == "node"]
-    assert nodes == ["load", "describe_audio", "translate", "ground", "segment", "emit"]
+    assert nodes == ["load", "describe_audio", "decode_frames", "translate", "ground", "segment", "emit"]
 
     with av.open(str(run_dir / "overlay.mp4")) as container:
         assert len(container.streams.video) == 1 and len(container.streams.audio) == 1
@@ -173,3 +185,69 @@ def test_interrupted_run_resumes_without_redoing_finished_stages(tmp_path: Path)
     assert (run_dir / "result.json").exists()
     nodes = [r["name"] for r in read_trace(run_dir / "trace.jsonl") if r["kind"] == "node" and "error" not in r]
     assert nodes.count("describe_audio") == 1 and nodes.count("segment") == 1
+
+
+class FrameWatchingCaptioner(ScriptedCaptioner):
+    """Waits (up to `wait_s`) inside describe for the run's frames to be written, recording whether they were and on
+    which thread it was called."""
+
+    def __init__(self, captions: list[str], frames_dir: Path, n_frames: int, wait_s: float) -> None:
+        super().__init__(captions)
+        self.frames_dir, self.n_frames, self.wait_s = frames_dir, n_frames, wait_s
+        self.saw_frames: bool | None = None
+        self.thread: threading.Thread | None = None
+
+    def describe(self, windows, queries, max_new_tokens=48):
+        self.thread = threading.current_thread()
+        deadline = time.monotonic() + self.wait_s
+        while time.monotonic() < deadline and len(list(self.frames_dir.glob("*.png"))) < self.n_frames:
+            time.sleep(0.01)
+        self.saw_frames = len(list(self.frames_dir.glob("*.png"))) == self.n_frames
+        return super().describe(windows, queries, max_new_tokens)
+
+
+@pytest.mark.parametrize("decode_ahead", [True, False])
+def test_frames_decode_while_the_audio_is_described(tmp_path: Path, decode_ahead: bool) -> None:
+    """The captioner is still describing when the frames are on disk: load started decoding them in the background
+    (decode_ahead; without it they decode after). It runs on the thread that runs the graph (torch keeps CUDA graphs
+    per thread)."""
+    clip = write_test_clip(tmp_path / "park.mp4", seconds=3.0, size=(64, 48))
+    run_dir = tmp_path / "run"
+    models = Models(CAPTIONS)
+    models.settings = models.settings.model_copy(update={"decode_ahead": decode_ahead})
+    frames_dir = run_dir / "work" / "frames"
+    watcher = FrameWatchingCaptioner(CAPTIONS, frames_dir, n_frames=3, wait_s=30.0 if decode_ahead else 0.5)
+    models.registry.install(models.captioner.spec, watcher)
+    state = models.run(run_dir, clip)
+    assert watcher.saw_frames is decode_ahead and watcher.thread is threading.current_thread()
+    assert [f["path"] for f in state["frames"]] == [str(run_dir / "work" / "frames" / f"{k:05d}.png") for k in range(3)]
+    assert state["phrases"] == [["dog"], ["dog"], ["man"]]
+
+
+def test_a_failed_background_decode_fails_its_node_and_the_resumed_run_decodes_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error while the frames decode in the background is raised by decode_frames, after describe_audio's work
+    was saved; the resumed run, which has no decode under way, decodes the frames in that node."""
+    clip = write_test_clip(tmp_path / "park.mp4", seconds=3.0, size=(64, 48))
+    models = Models(CAPTIONS)
+    run_dir = tmp_path / "run"
+    real_extract = stages.extract_frames
+    calls: list[str] = []
+
+    def extract_once_failing(*args, **kwargs):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 1:
+            raise InputError("simulated unreadable frame")
+        return real_extract(*args, **kwargs)
+
+    monkeypatch.setattr(stages, "extract_frames", extract_once_failing)
+    with pytest.raises(InputError, match="simulated unreadable frame"):
+        models.run(run_dir, clip)
+    failed = [r for r in read_trace(run_dir / "trace.jsonl") if r["kind"] == "node" and "error" in r]
+    assert [r["name"] for r in failed] == ["decode_frames"]
+
+    state = models.run(run_dir, clip, resume=True)
+    assert len(models.captioner.calls) == 1  # describe_audio's captions were kept
+    assert calls[0].startswith("openavs-prefetch") and calls[1] == threading.current_thread().name
+    assert state["phrases"] == [["dog"], ["dog"], ["man"]] and (run_dir / "result.json").is_file()

@@ -255,7 +255,15 @@ def test_tiny_profile_pipeline_writes_a_complete_run_folder(clip: Path, tmp_path
         "grounder": False,
         "segmenter": False,
     }
-    assert set(result["timings_s"]) == {"load", "describe_audio", "translate", "ground", "segment", "emit"}
+    assert set(result["timings_s"]) == {
+        "load",
+        "describe_audio",
+        "decode_frames",
+        "translate",
+        "ground",
+        "segment",
+        "emit",
+    }
     assert result["tokens"]["input"] > 0 and result["tokens"]["output"] > 0 and "agent" not in result
     assert sorted(p.name for p in (run / "masks").iterdir()) == [f"clip_{k}.png" for k in range(1, 4)]
     kinds = {r["kind"] for r in read_trace(run / "trace.jsonl")}

@@ -17,7 +17,13 @@ from tools.parallel import for_each_in_threads
 
 
 class FrameRef(BaseModel):
-    """One sampled frame: its position k (0-based), time in the clip (s), PNG path and original size (px)."""
+    """One sampled frame: its position k (0-based), the time it was sampled at (s from the clip's start; its audio
+    window is cut there), PNG path and original size (px). `pts_s` is the presentation time (s) of the video frame
+    on screen at that time (the first frame for a time before it); None for frames given as image files.
+
+    The sampled time, not the frame's own, anchors the audio so that the audio stages can start before any frame is
+    decoded (graphs/pipeline.py runs them side by side). For the AVSBench rule both are the same time: it samples
+    frame starts."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -26,6 +32,7 @@ class FrameRef(BaseModel):
     path: str
     width: int
     height: int
+    pts_s: float | None = None
 
 
 WORK_PNG_LEVEL = 1
@@ -97,7 +104,14 @@ def extract_frames(clip_path: str | Path, timestamps_s: Sequence[float], out_dir
             path = out_dir / f"{decoded.index:05d}.png"
             width, height = decoded.image.size
             refs.append(
-                FrameRef(index=decoded.index, timestamp_s=decoded.pts_s, path=str(path), width=width, height=height)
+                FrameRef(
+                    index=decoded.index,
+                    timestamp_s=decoded.requested_s,
+                    path=str(path),
+                    width=width,
+                    height=height,
+                    pts_s=decoded.pts_s,
+                )
             )
             yield decoded.image, path
 

@@ -11,9 +11,8 @@ random weights and the same in-memory processor (GPU cost measurement; outputs a
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,8 +122,10 @@ class ChatAudioCaptioner:
         # is left half-removed by a shorter one it contains.
         markup = [t for t in tokenizer.get_added_vocab() if t.startswith("<") and t.endswith(">")]
         self._control_tokens = sorted(markup, key=len, reverse=True)
-        self._static_caches: dict[int, StaticCache] = {}  # by batch size
-        self._static_cache_lock = threading.Lock()
+        self._static_caches: dict[int, StaticCache] = {}  # by batch size; touched on the decoding thread only
+        # torch keeps CUDA graph trees per thread: compiled decoding called from a new thread (a chat turn, a
+        # benchmark worker) would record its graphs again, into a memory pool of its own. One thread owns it.
+        self._decoding_thread = ThreadPoolExecutor(1, thread_name_prefix="captioner-decoding") if spec.compile else None
 
     def describe(self, windows: np.ndarray, queries: Sequence[str], max_new_tokens: int = 48) -> CaptionBatch:
         """windows: float32 (n, samples) mono in [-1, 1] at `sampling_rate` Hz; returns n x len(queries) answers.
@@ -140,7 +141,11 @@ class ChatAudioCaptioner:
         input_tokens = output_tokens = 0
         for start in range(0, len(pairs), self.batch_size):
             chunk = pairs[start : start + self.batch_size]
-            answers, n_in, n_out = self._generate([(windows[i], queries[j]) for i, j in chunk], max_new_tokens)
+            batch = [(windows[i], queries[j]) for i, j in chunk]
+            if self._decoding_thread is None:
+                answers, n_in, n_out = self._generate(batch, max_new_tokens)
+            else:
+                answers, n_in, n_out = self._decoding_thread.submit(self._generate, batch, max_new_tokens).result()
             for (i, j), answer in zip(chunk, answers, strict=True):
                 texts[i][j] = answer
             input_tokens += n_in
@@ -178,23 +183,21 @@ class ChatAudioCaptioner:
         # Float tensors (audio features) take the model's dtype; integer ids and masks only move.
         inputs = inputs.to(self.device, dtype=self.model.dtype)
         prompt_len = inputs["input_ids"].shape[1]
-        with self._decoding_cache(prompt_len + max_new_tokens, len(pairs)) as cache:
-            generated = self.model.generate(
-                **inputs,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,  # greedy, whatever sampling defaults the checkpoint's generation_config carries
-                pad_token_id=self._pad_id,
-                **cache,
-            )
+        generated = self.model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,  # greedy, whatever sampling defaults the checkpoint's generation_config carries
+            pad_token_id=self._pad_id,
+            **self._decoding_cache(prompt_len + max_new_tokens, len(pairs)),
+        )
         new_tokens = generated[:, prompt_len:].cpu()
         answers = [text.strip() for text in self.processor.batch_decode(new_tokens, skip_special_tokens=True)]
         return answers, int(inputs["attention_mask"].sum()), sum(self._generated_length(row) for row in new_tokens)
 
-    @contextmanager
-    def _decoding_cache(self, length: int, batch_size: int) -> Iterator[dict[str, StaticCache]]:
+    def _decoding_cache(self, length: int, batch_size: int) -> dict[str, StaticCache]:
         """generate's cache argument for `batch_size` sequences of up to `length` tokens: none (a dynamic cache)
-        unless spec.compile, then a StaticCache kept per batch size, reset before each call, and held under a lock
-        for the call since it is shared.
+        unless spec.compile, then a StaticCache kept per batch size and reset before each call (calls take turns on
+        the decoding thread, so one cache serves them all).
 
         A static cache has fixed shapes, so transformers compiles the decoding step (CUDA graphs on a GPU): the step
         is launch-bound for a 7B model at these batch sizes. Keeping the cache keeps its tensors at the same
@@ -204,16 +207,14 @@ class ChatAudioCaptioner:
         Qwen2-Audio-7B at 5 sequences of 230 tokens.
         """
         if not self.spec.compile:
-            yield {}
-            return
-        with self._static_cache_lock:
-            cache = self._static_caches.get(batch_size)
-            if cache is None or cache.get_max_length() < length:
-                config = self.model.config.get_text_config(decoder=True)
-                cache = self._static_caches[batch_size] = StaticCache(config=config, max_cache_len=length)
-            else:
-                cache.reset()
-            yield {"cache": cache}
+            return {}
+        cache = self._static_caches.get(batch_size)
+        if cache is None or cache.get_max_length() < length:
+            config = self.model.config.get_text_config(decoder=True)
+            cache = self._static_caches[batch_size] = StaticCache(config=config, max_cache_len=length)
+        else:
+            cache.reset()
+        return {"cache": cache}
 
     def _generated_length(self, row: torch.Tensor) -> int:
         """Tokens a row really generated: through its first end-of-sequence token (the rest is padding)."""
