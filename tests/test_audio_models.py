@@ -149,6 +149,32 @@ def test_deferred_stop_checks_are_allowed_on_cuda_only(captioner_of, monkeypatch
     assert captioner.describe(windows, ["generate audio caption"], max_new_tokens=MAX_NEW) == before
 
 
+@pytest.mark.parametrize("family", CAPTIONERS)
+def test_audio_features_are_computed_on_the_captioners_device(
+    family: str, captioner_of, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 30 s log-mel windows are computed where the model runs (a GPU), not on the host CPU. No GPU here: the
+    feature extractor is stopped once it has been told where to compute."""
+    tiny_captioner = captioner_of[family]
+    model, processor = tiny_captioner.model, tiny_captioner.processor
+    on_gpu = captioners.ChatAudioCaptioner(
+        tiny_captioner.spec, model, processor, "cuda:3", tiny_captioner.system_prompt
+    )
+    devices: list[str] = []
+
+    class Reached(Exception):
+        pass
+
+    def features(waveform: np.ndarray, device: str = "cpu") -> np.ndarray:
+        devices.append(device)
+        raise Reached
+
+    monkeypatch.setattr(processor.feature_extractor, "_torch_extract_fbank_features", features)
+    with pytest.raises(Reached):
+        on_gpu.describe(noise(1, tiny_captioner.sampling_rate), ["generate audio caption"], max_new_tokens=2)
+    assert devices == ["cuda:3"]
+
+
 def test_captioner_edge_inputs(captioner_of) -> None:
     captioner = captioner_of["qwen2_5_omni"]
     with pytest.raises(InputError):
