@@ -21,7 +21,6 @@ from __future__ import annotations
 import queue
 import re
 import secrets
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -38,6 +37,7 @@ from agent.run_record import (
     RUN_RECORD,
     check_database,
     check_new_run_folder,
+    checkpoint_connection,
     named_folder,
     read_run_record,
     saved_settings,
@@ -118,7 +118,7 @@ class ChatSession:
             meaningful=self.settings.meaningful,
             frames_from=FIRST_FRAME_NUMBER,
         )
-        self._conn = sqlite3.connect(self.run_dir / CHAT_DB, check_same_thread=False)
+        self._conn = checkpoint_connection(self.run_dir / CHAT_DB)
         self._graph = build_chat().compile(checkpointer=SqliteSaver(self._conn))
         self._config = {
             "configurable": {"thread_id": self.thread_id},

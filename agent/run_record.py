@@ -9,6 +9,7 @@ a wrong folder answers at once.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -78,6 +79,17 @@ def resumable_record(run_dir: Path, graph_names: tuple[str, ...]) -> dict[str, A
         raise InputError(f"{label}: no {CHECKPOINTS} there, so there is nothing to resume")
     check_database(run_dir / CHECKPOINTS, label)
     return record
+
+
+def checkpoint_connection(path: Path) -> sqlite3.Connection:
+    """The SQLite connection a checkpointer (SqliteSaver, which keeps it in WAL mode) writes a run's checkpoints to.
+
+    synchronous=NORMAL: a commit is written to the WAL without waiting for the disk, which keeps every committed
+    checkpoint when the process is killed (only an OS crash or power loss may roll back the last ones). The
+    default, FULL, waited for the disk at each of a pipeline run's ~17 commits: 21 -> 6 ms per run here."""
+    conn = sqlite3.connect(path, check_same_thread=False)  # LangGraph may run nodes on other threads
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
 
 
 def check_database(path: Path, label: str) -> None:

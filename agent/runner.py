@@ -6,7 +6,6 @@ name; result.json (written last, by the graph's emit node) marks a complete run.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from contextlib import closing
@@ -16,7 +15,15 @@ from typing import Any, Literal
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from agent.run_record import RUN_RECORD, check_new_run_folder, named_folder, saved_settings, write_run_record
+from agent.run_record import (
+    CHECKPOINTS,
+    RUN_RECORD,
+    check_new_run_folder,
+    checkpoint_connection,
+    named_folder,
+    saved_settings,
+    write_run_record,
+)
 from graphs.agent import build_agent
 from graphs.agent_tools import AGENT_TOOLS
 from graphs.context import AgentSettings, LLMSettings, PipelineSettings, RunContext
@@ -172,7 +179,7 @@ def run_graph(
     start = time.perf_counter()
     limit = settings.recursion_limit if isinstance(settings, AgentSettings) else RECURSION_LIMIT
     config = {"configurable": {"thread_id": THREAD_ID}, "recursion_limit": limit}
-    with closing(sqlite3.connect(run_dir / "checkpoints.sqlite", check_same_thread=False)) as conn:
+    with closing(checkpoint_connection(run_dir / CHECKPOINTS)) as conn:
         compiled = build().compile(checkpointer=SqliteSaver(conn))
         saved = compiled.get_state(config)
         # Resuming a run that stopped before its first checkpoint starts it over; a finished one is returned as is.

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -24,6 +28,7 @@ from tools.runfiles import read_json, read_mask_png
 from tools.tracing import read_trace
 from tools.translate import LexiconTranslator
 
+REPO = Path(__file__).resolve().parents[1]
 DOG_BOX = (0.1, 0.2, 0.5, 0.6)
 MAN_BOX = (0.55, 0.1, 0.95, 0.9)
 
@@ -250,4 +255,47 @@ def test_a_failed_background_decode_fails_its_node_and_the_resumed_run_decodes_t
     state = models.run(run_dir, clip, resume=True)
     assert len(models.captioner.calls) == 1  # describe_audio's captions were kept
     assert calls[0].startswith("openavs-prefetch") and calls[1] == threading.current_thread().name
+    assert state["phrases"] == [["dog"], ["dog"], ["man"]] and (run_dir / "result.json").is_file()
+
+
+class StallingSegmenter(BoxSegmenter):
+    """Touches `marker` when first asked, then never answers: the process is killed while it waits."""
+
+    def __init__(self, marker: Path) -> None:
+        super().__init__()
+        self.marker = marker
+
+    def segment(self, image, boxes):
+        self.marker.touch()
+        time.sleep(600)
+        raise AssertionError("the process should have been killed")
+
+
+def run_until_killed(run_dir: str, clip: str, marker: str) -> None:
+    """The child process of the kill test: a run whose segmentation never ends."""
+    Models(CAPTIONS, segmenter=StallingSegmenter(Path(marker))).run(Path(run_dir), Path(clip))
+
+
+def test_a_killed_run_resumes_from_its_saved_checkpoints(tmp_path: Path) -> None:
+    """SIGKILL during segmentation (no exception handler runs, nothing is flushed): the resumed run keeps the
+    checkpoints written before (captions, boxes) and only segments and emits. The checkpoint database commits
+    without waiting for the disk (SQLite WAL, synchronous=NORMAL), which loses nothing when a process dies."""
+    clip = write_test_clip(tmp_path / "park.mp4", seconds=3.0, size=(64, 48))
+    run_dir, marker = tmp_path / "run", tmp_path / "segmenting"
+    args = ", ".join(repr(str(p)) for p in (run_dir, clip, marker))
+    code = f"from tests.test_pipeline import run_until_killed; run_until_killed({args})"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():  # segmenting: ground's checkpoint was committed before its next node began
+            assert child.poll() is None and time.monotonic() < deadline, "the run never reached segmentation"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    models = Models(CAPTIONS)
+    state = models.run(run_dir, clip, resume=True)
+    assert models.captioner.calls == [] and models.grounder.calls == []  # describe_audio and ground were saved
     assert state["phrases"] == [["dog"], ["dog"], ["man"]] and (run_dir / "result.json").is_file()
