@@ -117,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
                     runs[name].append((wall_s, state["timings_s"], _model_call_seconds(run_dir / "trace.jsonl")))
                 else:
                     first_run_s = wall_s
-                print(f"[e2e] run {attempt} {name}: {wall_s:.3f} s {state['timings_s']}", file=sys.stderr, flush=True)
+                # Wall-clock start and end (epoch s) to line runs up with the GPU's own log (nvidia-smi --loop-ms).
+                span = f"{time.time() - wall_s:.3f}-{time.time():.3f}"
+                print(f"[e2e] run {attempt} {name} [{span}]: {wall_s:.3f} s {state['timings_s']}", file=sys.stderr,
+                      flush=True)  # fmt: skip
     best_s, best, calls = min(runs["decode_ahead"], key=lambda run: run[0])
     totals = [round(wall_s, 4) for wall_s, _, _ in runs["decode_ahead"]]
     summary: dict[str, Any] = {
