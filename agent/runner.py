@@ -181,14 +181,14 @@ def run_graph(
     config = {"configurable": {"thread_id": THREAD_ID}, "recursion_limit": limit}
     with closing(checkpoint_connection(run_dir / CHECKPOINTS)) as conn:
         compiled = build().compile(checkpointer=SqliteSaver(conn))
-        saved = compiled.get_state(config)
         # Resuming a run that stopped before its first checkpoint starts it over; a finished one is returned as is.
-        graph_input = None if resume and saved.values else {"source": source}
-        if resume and saved.values and not saved.next and (run_dir / "result.json").is_file():
+        saved = compiled.get_state(config) if resume else None  # a new run has nothing saved to read
+        graph_input = None if saved and saved.values else {"source": source}
+        if saved and saved.values and not saved.next and (run_dir / "result.json").is_file():
             tracer.emit("run_end", graph, 0.0, status="ok", note="already complete")
             return saved.values
         try:
-            # "sync": each step's checkpoint is on disk before the next step starts, so a killed run never
+            # "sync": each step's checkpoint is committed before the next step starts, so a killed run never
             # resumes past work that was not saved (the default writes checkpoints in the background).
             state = compiled.invoke(graph_input, config, context=context, durability="sync")
         except BaseException as err:
