@@ -40,6 +40,8 @@ def build_result(
             {
                 "index": k,
                 "timestamp_s": round(frame["timestamp_s"], 4),
+                # The presentation time of the video frame on screen at timestamp_s (None for image files).
+                "pts_s": None if frame.get("pts_s") is None else round(frame["pts_s"], 4),
                 "mask_file": f"masks/{mask_file_name(stem, k)}",
                 "captions": captions[k] if captions else [],
                 "tags": tags[k] if tags else [],

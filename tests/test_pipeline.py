@@ -111,6 +111,8 @@ def test_right_masks_land_in_right_files(tmp_path: Path) -> None:
     assert result["frames"][3]["union_area"] == int(expected[3].sum())
     timestamps = [f["timestamp_s"] for f in result["frames"]]
     assert timestamps == pytest.approx([23 / 25, 48 / 25, 73 / 25, 98 / 25, 123 / 25], abs=1e-3)
+    # The AVSBench rule samples frame starts: the frame on screen then starts at that very time.
+    assert [f["pts_s"] for f in result["frames"]] == pytest.approx(timestamps, abs=1e-3)
     assert set(result["timings_s"]) == {
         "load",
         "describe_audio",

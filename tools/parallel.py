@@ -45,10 +45,11 @@ def for_each_in_threads(function: Callable[..., Any], calls: Iterable[tuple[Any,
 class Prefetcher:
     """Results computed ahead of the step that needs them, on one background thread, matched by key.
 
-    `start(key, f, *args)` begins f(*args) in the background; `take(key, f, *args)` returns that result (raising its
-    error), or computes f(*args) now when nothing was started under `key` (e.g. in a resumed run). Either way the
-    step calling `take` owns the result, so a prefetch is never more than a head start. `close()` waits for the work
-    still running and drops the results nobody took (the steps that would have taken them never ran).
+    `start(key, f, *args)` begins f(*args) in the background (nothing new while `key` is started and not yet taken);
+    `take(key, f, *args)` returns that result (raising its error), or computes f(*args) now when nothing was started
+    under `key` (e.g. in a resumed run). Either way the step calling `take` owns the result, so a prefetch is never
+    more than a head start. `close()` waits for the work still running and drops the results nobody took (the steps
+    that would have taken them never ran).
     """
 
     def __init__(self) -> None:
