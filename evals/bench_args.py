@@ -20,6 +20,17 @@ def count(text: str) -> int:
     return value
 
 
+def seconds(text: str) -> float:
+    """A duration in seconds: a finite number of at least 0 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, at least 0, got {text}")
+    return value
+
+
 def phrase_list(text: str) -> list[str]:
     """'dog, piano' -> ['dog', 'piano'] (argparse type): at least one phrase."""
     phrases = [p.strip() for p in text.split(",") if p.strip()]

@@ -12,7 +12,9 @@ timed runs therefore pass the captioner's output through unchanged but translate
 (default "dog"), and keep GroundingDINO's `--top-k` best boxes per frame (random GroundingDINO passes hundreds).
 The captioner and tagger still run in full. Remote LLM latency is excluded: translation uses no LLM.
 `--compile` decodes the captioner with a static KV cache that transformers compiles on a GPU (ModelSpec.compile):
-the warm-up run pays the compilation and is reported as first_run_s.
+the warm-up run pays the compilation and is reported as first_run_s. Without a GPU, `--captioner-wait-s S` has each
+captioner call first wait S seconds with the GIL released, as the host does while a GPU captions: what decoding the
+frames ahead can hide (`--compare-decode-ahead`).
 The LAST stdout line is a JSON object: stages_s, model_calls_s (captioner, tagger), total_s (the fastest timed run's
 wall-clock seconds), median_total_s and run_totals_s (every timed run), stage_sum_s (the fastest run's nodes
 summed), first_run_s, model_build_s, device, profile; with `--compare-decode-ahead`, sequential_decode (the same
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.cli_names import PROFILE_NAMES, SEGMENTATION_MODES
-from evals.bench_args import count
+from evals.bench_args import count, seconds
 from tools.cli import ArgumentParser
 from tools.errors import InputError
 from tools.media import probe_clip
@@ -52,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--compile", action="store_true", help="compile the captioner's decoding (static KV cache)")
     parser.add_argument("--compare-decode-ahead", action="store_true", help="alternate the timed runs with runs that "
                         "decode the frames after the audio is described, and report both")  # fmt: skip
+    parser.add_argument("--captioner-wait-s", type=seconds, default=0.0, help="seconds each captioner call first waits "
+                        "(GIL released): a GPU's captioning time, stood in for on a machine without one")  # fmt: skip
     return parser
 
 
@@ -69,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from agent.profiles import base_profile, with_compiled_models, with_random_weights, with_segmentation
     from agent.runner import run_graph
     from evals.bench_options import device_or_usage_error
-    from evals.bench_standins import FixedTranslator, MeteredGrounder
+    from evals.bench_standins import FixedTranslator, MeteredGrounder, WaitingCaptioner
     from graphs.pipeline import VideoSource
     from tools.models.registry import ModelRegistry
 
@@ -89,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         grounder = registry.get(settings.grounder)
         registry.install(settings.grounder, MeteredGrounder(grounder, args.top_k))
     propagator = registry.get(settings.propagator) if settings.propagator else None
+    if args.captioner_wait_s > 0:
+        registry.install(settings.captioner, WaitingCaptioner(registry.get(settings.captioner), args.captioner_wait_s))
     translator = FixedTranslator(tuple(p.strip() for p in args.phrases.split(",") if p.strip()))
     # With --compare-decode-ahead the timed runs alternate with runs that decode the frames only after the audio
     # is described (the way before decode_ahead), on the same warm models, so machine drift hits both alike.
@@ -132,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "stage_sum_s": round(sum(best.values()), 4),
         "first_run_s": round(first_run_s, 2),
         "compile": args.compile,
+        "captioner_wait_s": args.captioner_wait_s,
         "model_build_s": round(build_s, 1),
         "frames": len(state["frames"]),
         "boxes": sum(len(d["boxes"]) for d in state["detections"]),

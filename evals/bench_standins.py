@@ -40,6 +40,20 @@ class StandInCaptioner:
         return CaptionBatch(texts=texts, usage=Usage())
 
 
+class WaitingCaptioner:
+    """A captioner that first waits `wait_s` seconds (the GIL released, as while a GPU computes), then answers as
+    `captioner` does: on a machine without a GPU, the time an accelerator would spend captioning, which the frames
+    decoding beside it can hide."""
+
+    def __init__(self, captioner: Any, wait_s: float) -> None:
+        self.captioner, self.wait_s = captioner, wait_s
+        self.spec, self.sampling_rate = captioner.spec, captioner.sampling_rate
+
+    def describe(self, windows: np.ndarray, queries: Sequence[str], max_new_tokens: int = 48) -> CaptionBatch:
+        time.sleep(self.wait_s)
+        return self.captioner.describe(windows, queries, max_new_tokens)
+
+
 class StandInTagger:
     """Gives every window BENCH_TAGS."""
 

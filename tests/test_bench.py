@@ -295,6 +295,8 @@ def test_e2e_bench_reports_the_fastest_and_every_timed_run(tmp_path: Path, capsy
         "--top-k",
         "2",
         "--compare-decode-ahead",
+        "--captioner-wait-s",
+        "0.1",
     ]
     assert bench_e2e.main(argv) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -312,13 +314,15 @@ def test_e2e_bench_reports_the_fastest_and_every_timed_run(tmp_path: Path, capsy
     assert summary["stage_sum_s"] <= summary["total_s"] + 0.005  # nodes' seconds are rounded to the ms
     assert "decode_frames" in summary["stages_s"]
     assert set(summary["model_calls_s"]) == {"captioner", "tagger"}
+    assert summary["captioner_wait_s"] == 0.1 and summary["model_calls_s"]["captioner"] >= 0.1  # waited, then captioned
     assert summary["frames"] == 3 and summary["boxes"] == 3 * 2  # --top-k boxes on every frame
 
     (tmp_path / "notes.mp4").write_text("not a video")
     for bad_clip in ("missing.mp4", "notes.mp4"):
         assert bench_e2e.main([str(tmp_path / bad_clip), "--profile", "tiny"]) == 2
         assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: {tmp_path / bad_clip}: ")
-    for bad, said in ((["--device", "tpu"], "error: --device tpu: expected cpu"), (["--repeats", "0"], "error: arg")):
+    bad_options = (["--device", "tpu"], ["--repeats", "0"], ["--captioner-wait-s", "-1"], ["--captioner-wait-s", "inf"])
+    for bad, said in zip(bad_options, ("error: --device tpu: expected cpu", *["error: arg"] * 3), strict=True):
         with pytest.raises(SystemExit) as exit_info:
             bench_e2e.main([str(clip), "--profile", "tiny", *bad])
         assert exit_info.value.code == 2 and capsys.readouterr().err.startswith(said)

@@ -29,6 +29,8 @@ from tools.tracing import read_trace
 from tools.translate import LexiconTranslator
 
 REPO = Path(__file__).resolve().parents[1]
+PIPELINE_NODES = ["load", "describe_audio", "decode_frames", "translate", "ground", "segment", "emit"]
+"""The pipeline's nodes in the order they run; each reports its time in result.json."""
 DOG_BOX = (0.1, 0.2, 0.5, 0.6)
 MAN_BOX = (0.55, 0.1, 0.95, 0.9)
 
@@ -113,22 +115,14 @@ def test_right_masks_land_in_right_files(tmp_path: Path) -> None:
     assert timestamps == pytest.approx([23 / 25, 48 / 25, 73 / 25, 98 / 25, 123 / 25], abs=1e-3)
     # The AVSBench rule samples frame starts: the frame on screen then starts at that very time.
     assert [f["pts_s"] for f in result["frames"]] == pytest.approx(timestamps, abs=1e-3)
-    assert set(result["timings_s"]) == {
-        "load",
-        "describe_audio",
-        "decode_frames",
-        "translate",
-        "ground",
-        "segment",
-        "emit",
-    }
+    assert set(result["timings_s"]) == set(PIPELINE_NODES)
     assert result["clip"]["width"] == 80 and result["audio"]["audible"] is True
     assert any("built-in" in w for w in result["warnings"])
 
     kinds = [(r["kind"], r["name"]) for r in read_trace(run_dir / "trace.jsonl")]
     assert kinds[0] == ("run_start", "pipeline") and kinds[-1] == ("run_end", "pipeline")
     nodes = [name for kind, name in kinds if kind == "node"]
-    assert nodes == ["load", "describe_audio", "decode_frames", "translate", "ground", "segment", "emit"]
+    assert nodes == PIPELINE_NODES
 
     with av.open(str(run_dir / "overlay.mp4")) as container:
         assert len(container.streams.video) == 1 and len(container.streams.audio) == 1
