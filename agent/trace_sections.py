@@ -373,8 +373,12 @@ def _mask_row(data: RunData, thumbs: Thumbs, frame: dict[str, Any]) -> str:
     ]
     tags = ", ".join(_tag(t) for t in as_list(frame.get("tags")))
     captions = "".join(f"<li>{esc(c)}</li>" for c in as_list(frame.get("captions")))
+    time_s, pts_s = frame.get("timestamp_s"), frame.get("pts_s")
+    shown = ""
+    if isinstance(time_s, int | float) and isinstance(pts_s, int | float) and abs(time_s - pts_s) > 5e-4:
+        shown = f" (the frame on screen then starts at {fmt(pts_s)} s)"  # uniform or fps sampling between frames
     facts = [
-        ["time", f"{fmt(frame.get('timestamp_s'))} s"],
+        ["time", f"{fmt(time_s)} s{shown}"],
         ["mask file", f"<code>{esc(frame.get('mask_file'))}</code>"],
         ["phrases", esc(", ".join(map(str, as_list(frame.get("phrases"))))) or "–"],
         ["union area", f"{fmt(frame.get('union_area'))} px"],

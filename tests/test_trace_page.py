@@ -84,7 +84,7 @@ def _result(run: Path) -> dict[str, Any]:
     frames = []
     for k in range(2):
         frames.append(
-            {"index": k, "timestamp_s": 0.5 + k, "mask_file": f"masks/clip_{k + 1}.png",
+            {"index": k, "timestamp_s": 0.5 + k, "pts_s": 0.48 + 1.02 * k, "mask_file": f"masks/clip_{k + 1}.png",
              "captions": [SCRIPT, "a drum is played"], "tags": [["drum", 0.7], ["music", 0.2]],
              "phrases": ["drum"], "detections": {"frame_index": k, "boxes": [[5, 10, 25, 30]], "scores": [0.91],
              "phrases": ["drum"]}, "frame_index": k, "height": height, "width": width, "union_area": 900,
@@ -172,6 +172,8 @@ def test_page_has_every_section_and_every_record_kind(tmp_path: Path, capsys: py
     assert "a drum is played" in masks and "overlay (result RLE)" in masks and "overlay (mask PNG)" in masks
     frames = [f["index"] for f in json.loads((tmp_path / "run" / "result.json").read_text())["frames"]]
     assert re.findall(r"<h4>frame (\d+)</h4>", masks) == [str(k + 1) for k in frames]  # as the mask files count
+    # Frame 1 was sampled between two video frames (the one on screen started earlier); frame 2 on a frame's start.
+    assert re.findall(r"frame on screen then starts at ([\d.]+) s", masks) == ["0.48"]
     costs = _section(page, "costs")
     assert "721" in costs and "50" in costs  # planner tokens summed over its two turns
     assert "critic timed out once" in page and "few boxes above threshold" in page
