@@ -123,8 +123,10 @@ class ChatAudioCaptioner:
         markup = [t for t in tokenizer.get_added_vocab() if t.startswith("<") and t.endswith(">")]
         self._control_tokens = sorted(markup, key=len, reverse=True)
         self._static_caches: dict[int, StaticCache] = {}  # by batch size; touched on the decoding thread only
-        # torch keeps CUDA graph trees per thread: compiled decoding called from a new thread (a chat turn, a
-        # benchmark worker) would record its graphs again, into a memory pool of its own. One thread owns it.
+        # torch keeps CUDA graph trees per thread: compiled decoding called from a new thread would record its
+        # graphs again, into a memory pool of its own. And callers do change threads: LangGraph's ToolNode runs each
+        # of the agent's tool steps on a fresh pool thread, chat turns and benchmark workers have their own. One
+        # thread owns the decoding.
         self._decoding_thread = ThreadPoolExecutor(1, thread_name_prefix="captioner-decoding") if spec.compile else None
 
     def describe(self, windows: np.ndarray, queries: Sequence[str], max_new_tokens: int = 48) -> CaptionBatch:
