@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     first_run_s = wall_s
                 # Wall-clock start and end (epoch s) to line runs up with the GPU's own log (nvidia-smi --loop-ms).
-                span = f"{time.time() - wall_s:.3f}-{time.time():.3f}"
+                end = time.time()
+                span = f"{end - wall_s:.3f}-{end:.3f}"
                 print(f"[e2e] run {attempt} {name} [{span}]: {wall_s:.3f} s {state['timings_s']}", file=sys.stderr,
                       flush=True)  # fmt: skip
     best_s, best, calls = min(runs["decode_ahead"], key=lambda run: run[0])
