@@ -1,5 +1,6 @@
 """Bench-only stand-ins: scripted audio models (the audio-language model is 8B; the bench covers the vision path
-and the framework) and a metering wrapper around the grounder.
+and the framework), a metering wrapper around the grounder, and a captioner that first waits as for a GPU
+(`WaitingCaptioner`, for bench_e2e on machines without one).
 
 Random-weight GroundingDINO saturates: every one of its 900 queries scores ~1.0, so any threshold keeps them all.
 `MeteredGrounder` keeps each frame's `top_k` boxes, as trained weights would find a few objects, so that SAM2 and the
