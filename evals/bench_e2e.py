@@ -15,11 +15,14 @@ The captioner and tagger still run in full. Remote LLM latency is excluded: tran
 the warm-up run pays the compilation and is reported as first_run_s. Without a GPU, `--captioner-wait-s S` has each
 captioner call first wait S seconds with the GIL released, as the host does while a GPU captions: what decoding the
 frames ahead can hide (`--compare-decode-ahead`).
+`--graph agent` runs the agent instead: the built-in planner, the profile's critic and as many refine rounds as its
+verdicts ask for (random weights give verdicts of no meaning; on a CPU, the same ones in every run), each node and
+tool call reporting its seconds under its name.
 The LAST stdout line is a JSON object: stages_s, model_calls_s (captioner, tagger), total_s (the fastest timed run's
 wall-clock seconds), median_total_s and run_totals_s (every timed run), stage_sum_s (the fastest run's nodes
-summed), first_run_s, model_build_s, device, profile; with `--compare-decode-ahead`, sequential_decode (the same
-three figures for the runs that decode the frames after describing the audio) and decode_ahead_speedup (the ratio of
-the two medians).
+summed), first_run_s, model_build_s, device, profile, graph; with `--compare-decode-ahead`, sequential_decode (the
+same three figures for the runs that decode the frames after describing the audio) and decode_ahead_speedup (the
+ratio of the two medians).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.cli_names import PROFILE_NAMES, SEGMENTATION_MODES
+from agent.cli_names import GRAPH_NAMES, PROFILE_NAMES, SEGMENTATION_MODES
 from evals.bench_args import count, seconds
 from tools.cli import ArgumentParser
 from tools.errors import InputError
@@ -45,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m evals.bench_e2e", description=__doc__.split("\n\n")[0])
     parser.add_argument("clip", type=Path)
     parser.add_argument("--profile", default="default", choices=PROFILE_NAMES)
+    parser.add_argument("--graph", default="pipeline", choices=GRAPH_NAMES, help="pipeline (default): the paper's "
+                        "fixed stages; agent: the built-in planner's rounds with the profile's critic")  # fmt: skip
     parser.add_argument("--phrases", default="dog", help="comma-separated phrases the translator answers with")
     parser.add_argument("--top-k", type=int, default=3, help="GroundingDINO boxes kept per frame")
     parser.add_argument("--repeats", type=count, default=3, help="timed runs after the warm-up (fastest reported)")
@@ -70,7 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # Only now, with the options and the clip known to be usable: these load torch, transformers and LangGraph
     # (seconds), which --help or a mistyped path need not wait for.
-    from agent.profiles import base_profile, with_compiled_models, with_random_weights, with_segmentation
+    from agent.profiles import (
+        agent_profile,
+        base_profile,
+        with_compiled_models,
+        with_random_weights,
+        with_segmentation,
+    )
     from agent.runner import run_graph
     from evals.bench_options import device_or_usage_error
     from evals.bench_standins import FixedTranslator, MeteredGrounder, WaitingCaptioner
@@ -78,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     from tools.models.registry import ModelRegistry
 
     device = device_or_usage_error(parser, args.device)
-    settings = base_profile(args.profile).model_copy(update={"device": device, "translator": "lexicon", "llm": None})
+    no_llm = {"device": device, "translator": "lexicon", "llm": None}
+    if args.graph == "agent":
+        settings = agent_profile(args.profile).model_copy(update={**no_llm, "planner": "builtin"})
+    else:
+        settings = base_profile(args.profile).model_copy(update=no_llm)
     settings = with_segmentation(settings, args.segmentation, args.propagator)
     settings = with_random_weights(settings)
     if args.compile:
@@ -116,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                 if propagator is not None:
                     registry.install(settings.propagator, propagator)
                 start = time.perf_counter()
-                state = run_graph(run_dir, way, VideoSource(kind="video", path=str(args.clip)), registry=registry,
-                                  translator=translator, progress=lambda *_: None)  # fmt: skip
+                state = run_graph(run_dir, way, VideoSource(kind="video", path=str(args.clip)), graph=args.graph,
+                                  registry=registry, translator=translator, progress=lambda *_: None)  # fmt: skip
                 wall_s = time.perf_counter() - start
                 if attempt:
                     runs[name].append((wall_s, state["timings_s"], _model_call_seconds(run_dir / "trace.jsonl")))
@@ -145,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "boxes": sum(len(d["boxes"]) for d in state["detections"]),
         "device": settings.device,
         "profile": args.profile,
+        "graph": args.graph,
         "segmentation": args.segmentation,
         "propagator": settings.propagator.family if settings.propagator else None,
         "models": [s.model_id for s in settings.model_specs()],

@@ -1,7 +1,9 @@
 """The agent: a planner that calls the OpenAVS tools, critiques its own masks and refines, within budgets.
 
-    START -> prepare -> plan -> tools -> plan -> ... -> finalize -> END
+    START -> prepare -> plan -> [decode_frames, once] -> tools -> plan -> ... -> finalize -> END
 
+`prepare` starts decoding the sampled frames in the background and decodes the audio; `decode_frames` takes the
+frames just before the first step that needs them, so they decode while the planner and the audio tools work.
 `plan` asks the planner (an LLM bound to the tools, or the built-in policy) for ONE tool call; `tools` is a
 LangGraph ToolNode over a fixed allowlist whose errors come back to the planner as messages; `finalize` keeps the
 best critiqued result of all rounds and writes the run's outputs. Budgets (refine rounds, tool calls, wall clock,
@@ -23,10 +25,10 @@ from langgraph.runtime import Runtime
 
 from graphs.agent_tools import AGENT_TOOLS, ToolInputError
 from graphs.context import AgentSettings, RunContext, run_context
-from graphs.pipeline import PipelineState, traced_stage
+from graphs.pipeline import PipelineState, decode, traced_stage
 from graphs.planners import BuiltinPlanner, Planner, PlannerTurn
 from graphs.result import write_outputs
-from graphs.stages import load_clip, read_masks
+from graphs.stages import read_masks, start_loading
 from prompts.planner import render_task
 from tools.datamodel import Detections, FrameMasks, frame_number
 from tools.errors import OpenAVSError
@@ -61,16 +63,15 @@ def _settings(ctx: RunContext) -> AgentSettings:
 
 
 def prepare(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    """Decode the sampled frames and the audio, and state the task."""
+    """Probe the clip, choose the sampled times, start decoding their frames (decode_frames takes them), decode the
+    audio, and state the task."""
     ctx = run_context(runtime.context)
     with traced_stage(ctx, "node", "prepare") as stage:
-        loaded = load_clip(ctx, state["source"])
-        clip, frames, audio = loaded["clip"], loaded["frames"], loaded["audio"]
-        task = render_task(
-            clip["name"], [f["timestamp_s"] for f in frames], clip["width"], clip["height"], audio["audible"]
-        )
-        stage.summary.update(n_frames=len(frames), audible=audio["audible"])
-        ctx.progress("prepare", f"{len(frames)} frames at {clip['width']}x{clip['height']}, audible={audio['audible']}")
+        loaded = start_loading(ctx, state["source"])
+        clip, times, audio = loaded["clip"], loaded["timestamps_s"], loaded["audio"]
+        task = render_task(clip["name"], times, clip["width"], clip["height"], audio["audible"])
+        stage.summary.update(n_frames=len(times), audible=audio["audible"])
+        ctx.progress("prepare", f"{len(times)} frames at {clip['width']}x{clip['height']}, audible={audio['audible']}")
     return {
         **loaded,
         "messages": [HumanMessage(task)],
@@ -218,6 +219,20 @@ def route_after_plan(state: AgentState) -> Literal["tools", "plan", "finalize"]:
     return "tools"
 
 
+FRAMELESS_TOOLS = frozenset({"describe_audio", "tag_audio", "translate", "sample_frames"})
+"""Tools that need no decoded frame: the audio ones listen at the sampled times, sample_frames decodes its own."""
+
+
+def route_with_frames(state: AgentState) -> Literal["decode_frames", "tools", "plan", "finalize"]:
+    """route_after_plan, through decode_frames first when the next step needs the frames and none were taken yet."""
+    step = route_after_plan(state)
+    if step == "plan" or "frames" in state:
+        return step
+    if step == "tools" and state["messages"][-1].tool_calls[0]["name"] in FRAMELESS_TOOLS:
+        return step
+    return "decode_frames"
+
+
 def tool_error_message(err: Exception) -> str:
     """What the planner reads when a tool call fails: recoverable errors as a plain instruction to fix the call."""
     if isinstance(err, ToolInputError | OpenAVSError):
@@ -327,11 +342,13 @@ def build_agent(context_schema: type = RunContext) -> StateGraph:
     graph = StateGraph(AgentState, context_schema=context_schema)
     graph.add_node("prepare", prepare)
     graph.add_node("plan", plan)
+    graph.add_node("decode_frames", decode)
     graph.add_node("tools", ToolNode(AGENT_TOOLS, handle_tool_errors=tool_error_message))
     graph.add_node("finalize", finalize)
     graph.add_edge(START, "prepare")
     graph.add_edge("prepare", "plan")
-    graph.add_conditional_edges("plan", route_after_plan)
+    graph.add_conditional_edges("plan", route_with_frames)
+    graph.add_conditional_edges("decode_frames", route_with_frames)
     graph.add_edge("tools", "plan")
     graph.add_edge("finalize", END)
     return graph

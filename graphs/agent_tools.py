@@ -19,12 +19,12 @@ from graphs.context import RunContext, run_context
 from graphs.pipeline import Stage, traced_stage
 from graphs.stages import (
     caption_audio,
-    frame_times,
     ground_phrases,
     load_clip,
     overlay_paths,
     read_masks,
     render_round_overlays,
+    sampled_times,
     segment_detections,
     tag_frames,
     translate_captions,
@@ -83,7 +83,7 @@ def describe_audio(runtime: ToolRuntime[Any, Any], queries: list[str] | None = N
     ctx, state = _ctx(runtime), runtime.state
     queries_used = tuple(q for q in (queries or []) if q.strip()) or None
     with traced_stage(ctx, "tool_call", "describe_audio", round=_round(runtime), arguments={"queries": queries}) as st:
-        captions, usage = caption_audio(ctx, frame_times(state["frames"]), state["audio"], queries_used)
+        captions, usage = caption_audio(ctx, sampled_times(state), state["audio"], queries_used)
         result = {
             "audible": state["audio"]["audible"],
             "frames": [{"frame": frame_number(k), "captions": c} for k, c in enumerate(captions)],
@@ -97,7 +97,7 @@ def tag_audio(runtime: ToolRuntime[Any, Any]) -> Command:
     """Score sound labels for each frame's audio window with the audio tagger (best first)."""
     ctx, state = _ctx(runtime), runtime.state
     with traced_stage(ctx, "tool_call", "tag_audio", round=_round(runtime), arguments={}) as st:
-        tags = tag_frames(ctx, frame_times(state["frames"]), state["audio"])
+        tags = tag_frames(ctx, sampled_times(state), state["audio"])
         result = {
             "frames": [
                 {"frame": frame_number(k), "tags": [[label, score] for label, score in t]} for k, t in enumerate(tags)

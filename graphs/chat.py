@@ -2,15 +2,16 @@
 
 Each invocation is one user turn; its input appends the user's HumanMessage to the conversation:
 
-    START -> turn -> [prepare, first turn only] -> plan -> tools -> plan -> ... -> answer -> END
+    START -> turn -> [prepare -> decode_frames, first turn only] -> plan -> tools -> plan -> ... -> answer -> END
 
 `turn` resets the per-turn budgets (tool calls, rounds counted from `round_base`, the deadline, which starts with
-each invocation) and records the request in the trace; `prepare` is the agent's (the clip is decoded once per
-conversation); `plan` is the agent's plan step with the chat's built-in handler (graphs/chat_policy.py) as the
-policy when no LLM is configured, or the chat LLM (graphs/chat_planner.py), which ends the turn by answering in
-text; `tools` runs the agent's tools plus save and explain (graphs/chat_tools.py); `answer` closes the turn:
-whenever the masks changed and were not saved, it rewrites the outputs, and when a budget stopped the turn it
-says so. State lives in a checkpointer per thread, so a conversation survives restarts.
+each invocation) and records the request in the trace; `prepare` and `decode_frames` are the agent's (the clip is
+decoded once per conversation), here both before any planner step, because the chat's answers name frames; `plan`
+is the agent's plan step with the chat's built-in handler (graphs/chat_policy.py) as the policy when no LLM is
+configured, or the chat LLM (graphs/chat_planner.py), which ends the turn by answering in text; `tools` runs the
+agent's tools plus save and explain (graphs/chat_tools.py); `answer` closes the turn: whenever the masks changed
+and were not saved, it rewrites the outputs, and when a budget stopped the turn it says so. State lives in a
+checkpointer per thread, so a conversation survives restarts.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from graphs.chat_policy import BuiltinChatHandler
 from graphs.chat_state import ChatState, last_user_text
 from graphs.chat_tools import CHAT_TOOLS, write_chat_outputs
 from graphs.context import RunContext, run_context
-from graphs.pipeline import traced_stage
+from graphs.pipeline import decode, traced_stage
 from prompts.chat import render_clip_facts
 
 MAX_TRACED_TEXT = 4000
@@ -64,10 +65,10 @@ def prepare(state: ChatState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     request)."""
     update = agent_prepare(state, runtime)
     update.pop("messages")
-    clip, frames, audio = update["clip"], update["frames"], update["audio"]
+    clip, audio = update["clip"], update["audio"]
     update["task"] = render_clip_facts(
         clip["name"],
-        [f["timestamp_s"] for f in frames],
+        update["timestamps_s"],
         clip["width"],
         clip["height"],
         audio["audible"],
@@ -113,12 +114,14 @@ def build_chat(context_schema: type = RunContext) -> StateGraph:
     graph = StateGraph(ChatState, context_schema=context_schema)
     graph.add_node("turn", start_turn)
     graph.add_node("prepare", prepare)
+    graph.add_node("decode_frames", decode)
     graph.add_node("plan", plan)
     graph.add_node("tools", ToolNode(CHAT_TOOLS, handle_tool_errors=tool_error_message))
     graph.add_node("answer", answer)
     graph.add_edge(START, "turn")
     graph.add_conditional_edges("turn", route_turn)
-    graph.add_edge("prepare", "plan")
+    graph.add_edge("prepare", "decode_frames")
+    graph.add_edge("decode_frames", "plan")
     graph.add_conditional_edges("plan", route_after_plan, {"tools": "tools", "plan": "plan", "finalize": "answer"})
     graph.add_edge("tools", "plan")
     graph.add_edge("answer", END)

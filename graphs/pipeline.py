@@ -31,6 +31,7 @@ from graphs.stages import (
     ground_phrases,
     loaded_frames,
     read_masks,
+    sampled_times,
     segment_detections,
     start_loading,
     tag_frames,
@@ -114,11 +115,11 @@ def load(state: PipelineState, runtime: Runtime[RunContext]) -> dict[str, Any]:
 
 
 def decode(state: PipelineState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    """The frames at the sampled times, in the run folder: those load started decoding (the node's time is the wait
-    for them), or decoded now."""
+    """The frames at the sampled times, in the run folder: those the loading node (load, or the agent's prepare)
+    started decoding (the node's time is the wait for them), or decoded now."""
     ctx = run_context(runtime.context)
     with traced_stage(ctx, "node", "decode_frames") as stage:
-        frames = loaded_frames(ctx, state["source"], state["timestamps_s"])
+        frames = loaded_frames(ctx, state["source"], sampled_times(state))
         stage.summary.update(n_frames=len(frames))
         clip = state["clip"]
         ctx.progress("decode_frames", f"{len(frames)} frames at {clip['width']}x{clip['height']}")
@@ -129,8 +130,9 @@ def describe(state: PipelineState, runtime: Runtime[RunContext]) -> dict[str, An
     """Caption each frame's audio window with the audio-language model and tag it with the tagger."""
     ctx = run_context(runtime.context)
     with traced_stage(ctx, "node", "describe_audio") as stage:
-        captions, usage = caption_audio(ctx, state["timestamps_s"], state["audio"])
-        tags = tag_frames(ctx, state["timestamps_s"], state["audio"])
+        times = sampled_times(state)
+        captions, usage = caption_audio(ctx, times, state["audio"])
+        tags = tag_frames(ctx, times, state["audio"])
         stage.summary.update(captions=captions, tags=tags)
         first = captions[0][0] if captions and captions[0] else "-"
         ctx.progress("describe_audio", f"{sum(map(len, captions))} captions, first: {first[:80]!r}")

@@ -7,7 +7,7 @@ arrays into the run folder's work/ directory, traces its model calls, and return
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
 
@@ -50,9 +50,12 @@ def frame_refs(frames: list[dict[str, Any]]) -> list[FrameRef]:
     return [FrameRef(**f) for f in frames]
 
 
-def frame_times(frames: list[dict[str, Any]]) -> list[float]:
-    """The sampled time (s) of each frame handle: where its audio window is cut."""
-    return [f["timestamp_s"] for f in frames]
+def sampled_times(state: Mapping[str, Any]) -> list[float]:
+    """The sampled time (s) of each of the run's frames, where its audio window is cut: state's timestamps_s, known
+    before the frames decode (a conversation saved by an older version holds only the frame handles)."""
+    if "timestamps_s" in state:
+        return list(state["timestamps_s"])
+    return [f["timestamp_s"] for f in state["frames"]]
 
 
 def audio_models(ctx: RunContext) -> tuple[AudioCaptioner | None, AudioTagger | None]:
@@ -67,11 +70,10 @@ def audio_models(ctx: RunContext) -> tuple[AudioCaptioner | None, AudioTagger | 
 
 def load_clip(ctx: RunContext, source: dict[str, Any], frames_strategy: str | None = None) -> dict[str, Any]:
     """Probe the source and decode its audio and its sampled frames into the run folder, the frames on a
-    background thread while the audio decodes. Returns the state fields clip, frames (FrameRef dicts), audio and
-    warnings."""
+    background thread while the audio decodes. Returns the state fields clip, timestamps_s, frames (FrameRef
+    dicts), audio and warnings."""
     loaded = start_loading(ctx, source, frames_strategy)
-    frames = loaded_frames(ctx, source, loaded.pop("timestamps_s"))
-    return {**loaded, "frames": frames}
+    return {**loaded, "frames": loaded_frames(ctx, source, loaded["timestamps_s"])}
 
 
 def start_loading(ctx: RunContext, source: dict[str, Any], frames_strategy: str | None = None) -> dict[str, Any]:

@@ -5,7 +5,10 @@ Each fake satisfies its Protocol in tools/models/base.py and records how it was 
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +39,25 @@ class ScriptedCaptioner:
         self.calls.append((windows.shape[0], windows.shape[1], list(queries)))
         texts = [[self.captions[min(i, len(self.captions) - 1)] for _ in queries] for i in range(len(windows))]
         return CaptionBatch(texts=texts, usage=Usage(input_tokens=10 * len(windows), output_tokens=5 * len(windows)))
+
+
+class FrameWatchingCaptioner(ScriptedCaptioner):
+    """Waits (up to `wait_s`) inside describe for the run's frames to be written, recording whether they were and on
+    which thread it was called."""
+
+    def __init__(self, captions: list[str], frames_dir: Path, n_frames: int, wait_s: float) -> None:
+        super().__init__(captions)
+        self.frames_dir, self.n_frames, self.wait_s = frames_dir, n_frames, wait_s
+        self.saw_frames: bool | None = None
+        self.thread: threading.Thread | None = None
+
+    def describe(self, windows: np.ndarray, queries: Sequence[str], max_new_tokens: int = 48) -> CaptionBatch:
+        self.thread = threading.current_thread()
+        deadline = time.monotonic() + self.wait_s
+        while time.monotonic() < deadline and len(list(self.frames_dir.glob("*.png"))) < self.n_frames:
+            time.sleep(0.01)
+        self.saw_frames = len(list(self.frames_dir.glob("*.png"))) == self.n_frames
+        return super().describe(windows, queries, max_new_tokens)
 
 
 class ScriptedTagger:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from graphs import stages
 from graphs.agent_tools import AGENT_TOOLS
 from graphs.planners import ChatPlanner
-from tests.agent_rig import MAN_BOX, PIANO_BOX, Rig
-from tests.fakes import BoxSegmenter, ScriptedChatModel, ScriptedTracker, box_mask, tool_call
+from tests.agent_rig import CAPTIONS, MAN_BOX, PIANO_BOX, Rig
+from tests.fakes import BoxSegmenter, FrameWatchingCaptioner, ScriptedChatModel, ScriptedTracker, box_mask, tool_call
+from tools.errors import InputError
 from tools.runfiles import read_json, read_mask_png
 from tools.tracing import read_trace
 
@@ -34,6 +37,7 @@ def test_builtin_planner_refines_until_the_critique_is_ok(tmp_path: Path) -> Non
     stages = {
         "prepare",
         "plan",
+        "decode_frames",
         "describe_audio",
         "tag_audio",
         "translate",
@@ -211,6 +215,7 @@ def test_planner_can_pick_other_frames(tmp_path: Path) -> None:
         script=[
             tool_call("sample_frames", strategy="every other frame"),  # not a strategy: an error to fix
             tool_call("sample_frames", strategy="uniform:2"),
+            tool_call("describe_audio"),
             tool_call("ground", all_frames=["man"]),
             tool_call("segment"),
             tool_call("critique"),
@@ -222,6 +227,7 @@ def test_planner_can_pick_other_frames(tmp_path: Path) -> None:
     assert [round(f["timestamp_s"], 2) for f in state["frames"]] == [0.75, 2.25]
     assert [round(f["pts_s"], 2) for f in state["frames"]] == [0.72, 2.24]
     assert sorted(p.name for p in (rig.run_dir / "masks").iterdir()) == ["duet_1.png", "duet_2.png"]
+    assert [windows for windows, _, _ in rig.captioner.calls] == [2]  # the audio is heard at the new times
     errors = [m.content for m in state["messages"] if m.type == "tool" and m.status == "error"]
     assert len(errors) == 1 and "uniform:N" in errors[0]
 
@@ -246,3 +252,52 @@ def test_every_message_counts_frames_from_one(tmp_path: Path) -> None:
     assert traced[0] == [0, 1, 2]
     assert [f["index"] for f in read_json(rig.run_dir / "result.json")["frames"]] == [0, 1, 2]
     assert [r["frames_from"] for r in rig.trace() if r["kind"] == "run_start"] == [1]  # read back by chat_explain
+
+
+@pytest.mark.parametrize("decode_ahead", [True, False])
+def test_frames_decode_while_the_agent_describes_the_audio(tmp_path: Path, decode_ahead: bool) -> None:
+    """prepare starts decoding the frames; the audio tools run without them (the captioner sees them written while it
+    works), and decode_frames takes them once, just before the first step that needs them. Without decode_ahead they
+    decode in that node."""
+    rig = Rig(tmp_path)
+    watcher = FrameWatchingCaptioner(CAPTIONS, rig.run_dir / "work" / "frames", 3, 30.0 if decode_ahead else 0.5)
+    rig.registry.install(rig.captioner.spec, watcher)
+    state = rig.run(decode_ahead=decode_ahead)
+    assert watcher.saw_frames is decode_ahead
+    steps = [r["name"] for r in rig.trace() if r["kind"] in ("node", "tool_call") and r["name"] != "plan"]
+    assert steps[:6] == ["prepare", "describe_audio", "tag_audio", "translate", "decode_frames", "ground"]
+    assert steps.count("decode_frames") == 1 and state["final"]["best_round"] == 1
+
+
+def test_a_run_ended_at_once_still_decodes_its_frames_for_the_answer(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    model = ScriptedChatModel(script=[tool_call("finalize", reason="nothing to do")])
+    state = rig.run(llm_planner=ChatPlanner(model, AGENT_TOOLS, "scripted"), planner="llm")
+    assert len(state["frames"]) == 3 and state["final"]["reason"] == "nothing to do"
+    for k in range(1, 4):
+        mask = read_mask_png(rig.run_dir / "masks" / f"duet_{k}.png")
+        assert mask.shape == (60, 80) and not mask.any()
+
+
+def test_a_failed_background_decode_fails_the_agent_before_its_first_frame_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error surfaces in decode_frames, after the audio tools' work was saved; the resumed run decodes there."""
+    rig = Rig(tmp_path)
+    real_extract = stages.extract_frames
+    calls: list[str] = []
+
+    def extract_once_failing(*args, **kwargs):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 1:
+            raise InputError("simulated unreadable frame")
+        return real_extract(*args, **kwargs)
+
+    monkeypatch.setattr(stages, "extract_frames", extract_once_failing)
+    with pytest.raises(InputError, match="simulated unreadable frame"):
+        rig.run()
+    assert [r["name"] for r in rig.trace() if r["kind"] == "node" and "error" in r] == ["decode_frames"]
+    state = rig.run(resume=True)
+    assert len(rig.captioner.calls) == 1 and rig.tool_sequence().count("describe_audio") == 1
+    assert calls[0].startswith("openavs-prefetch") and calls[1] == threading.current_thread().name
+    assert state["final"]["best_round"] == 1 and (rig.run_dir / "result.json").is_file()

@@ -317,6 +317,12 @@ def test_e2e_bench_reports_the_fastest_and_every_timed_run(tmp_path: Path, capsy
     assert summary["captioner_wait_s"] == 0.1 and summary["model_calls_s"]["captioner"] >= 0.1  # waited, then captioned
     assert summary["frames"] == 3 and summary["boxes"] == 3 * 2  # --top-k boxes on every frame
 
+    agent_argv = [str(clip), "--profile", "tiny", "--repeats", "1", "--device", "cpu", "--graph", "agent"]
+    assert bench_e2e.main(agent_argv) == 0
+    agent = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert agent["graph"] == "agent" and "tiny-qwen2_5_vl" in agent["models"]  # the profile's critic judges
+    assert {"prepare", "decode_frames", "describe_audio", "ground", "critique", "finalize"} <= set(agent["stages_s"])
+
     (tmp_path / "notes.mp4").write_text("not a video")
     for bad_clip in ("missing.mp4", "notes.mp4"):
         assert bench_e2e.main([str(tmp_path / bad_clip), "--profile", "tiny"]) == 2

@@ -21,7 +21,14 @@ from graphs import stages
 from graphs.context import PipelineSettings
 from graphs.pipeline import VideoSource
 from tests.clipfactory import write_test_clip
-from tests.fakes import BoxGrounder, BoxSegmenter, ScriptedCaptioner, ScriptedTagger, box_mask
+from tests.fakes import (
+    BoxGrounder,
+    BoxSegmenter,
+    FrameWatchingCaptioner,
+    ScriptedCaptioner,
+    ScriptedTagger,
+    box_mask,
+)
 from tools.errors import InputError
 from tools.models.registry import ModelRegistry
 from tools.runfiles import read_json, read_mask_png
@@ -186,25 +193,6 @@ def test_interrupted_run_resumes_without_redoing_finished_stages(tmp_path: Path)
     assert (run_dir / "result.json").exists()
     nodes = [r["name"] for r in read_trace(run_dir / "trace.jsonl") if r["kind"] == "node" and "error" not in r]
     assert nodes.count("describe_audio") == 1 and nodes.count("segment") == 1
-
-
-class FrameWatchingCaptioner(ScriptedCaptioner):
-    """Waits (up to `wait_s`) inside describe for the run's frames to be written, recording whether they were and on
-    which thread it was called."""
-
-    def __init__(self, captions: list[str], frames_dir: Path, n_frames: int, wait_s: float) -> None:
-        super().__init__(captions)
-        self.frames_dir, self.n_frames, self.wait_s = frames_dir, n_frames, wait_s
-        self.saw_frames: bool | None = None
-        self.thread: threading.Thread | None = None
-
-    def describe(self, windows, queries, max_new_tokens=48):
-        self.thread = threading.current_thread()
-        deadline = time.monotonic() + self.wait_s
-        while time.monotonic() < deadline and len(list(self.frames_dir.glob("*.png"))) < self.n_frames:
-            time.sleep(0.01)
-        self.saw_frames = len(list(self.frames_dir.glob("*.png"))) == self.n_frames
-        return super().describe(windows, queries, max_new_tokens)
 
 
 @pytest.mark.parametrize("decode_ahead", [True, False])
