@@ -8,18 +8,20 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agent.cli_names import GRAPH_NAMES
-from agent.run_record import resumable_record
-from agent.runner import resumed_run, run_graph
+from agent.run_record import CHECKPOINTS, checkpoint_connection, resumable_record
+from agent.runner import THREAD_ID, resumed_run, run_graph
 from graphs import stages
 from graphs.context import PipelineSettings
-from graphs.pipeline import VideoSource
+from graphs.pipeline import VideoSource, build_pipeline
 from tests.clipfactory import write_test_clip
 from tests.fakes import (
     BoxGrounder,
@@ -283,3 +285,36 @@ def test_a_killed_run_resumes_from_its_saved_checkpoints(tmp_path: Path) -> None
     state = models.run(run_dir, clip, resume=True)
     assert models.captioner.calls == [] and models.grounder.calls == []  # describe_audio and ground were saved
     assert state["phrases"] == [["dog"], ["dog"], ["man"]] and (run_dir / "result.json").is_file()
+
+
+class FailingCaptioner(ScriptedCaptioner):
+    def describe(self, windows, queries, max_new_tokens=48):
+        raise InputError("simulated captioner failure")
+
+
+def test_a_run_saved_before_timestamps_s_resumes_at_its_frames_times(tmp_path: Path) -> None:
+    """Versions before decoding ahead saved load's frame handles and no timestamps_s. A run they stopped after load
+    resumes: describe_audio hears, and decode_frames decodes, at the handles' times."""
+    clip = write_test_clip(tmp_path / "park.mp4", seconds=3.0, size=(64, 48))
+    models, run_dir = Models(CAPTIONS), tmp_path / "run"
+    finished = models.run(tmp_path / "finished", clip)
+    failing = FailingCaptioner(CAPTIONS)
+    models.registry.install(models.captioner.spec, failing)
+    with pytest.raises(InputError, match="simulated captioner failure"):
+        models.run(run_dir, clip)
+    config = {"configurable": {"thread_id": THREAD_ID}}
+    with closing(checkpoint_connection(run_dir / CHECKPOINTS)) as conn:
+        graph = build_pipeline().compile(checkpointer=SqliteSaver(conn))
+        saved = graph.get_state(config).values
+        conn.execute("DELETE FROM writes")
+        conn.execute("DELETE FROM checkpoints")
+        conn.commit()
+        old = {k: saved[k] for k in ("source", "clip", "audio", "warnings")}
+        graph.update_state(config, {**old, "frames": finished["frames"]}, as_node="load")
+        assert "timestamps_s" not in graph.get_state(config).values
+        assert graph.get_state(config).next == ("describe_audio",)
+    models.registry.install(models.captioner.spec, models.captioner)
+    state = models.run(run_dir, clip, resume=True)
+    assert [f["timestamp_s"] for f in state["frames"]] == [f["timestamp_s"] for f in finished["frames"]]
+    assert all(Path(f["path"]).parent == run_dir / "work" / "frames" for f in state["frames"])
+    assert state["phrases"] == finished["phrases"] and (run_dir / "result.json").is_file()
