@@ -1,28 +1,28 @@
 """`python -m evals.bench_e2e CLIP [--profile default]`: one clip end to end through the pipeline graph, warm.
 
-Builds the profile's models with random weights (real-size architectures, no downloads), runs the clip once to warm
-up (CUDA kernels, allocator) and then `--repeats` more times in the same process with every cache cold, and prints
-the wall-clock seconds of each run, end to end (the whole graph run: run folder, trace, checkpoints and every
-node), and each node's seconds (load, describe_audio, decode_frames, translate, ground, segment, emit) of the
-fastest timed run; model building is reported apart. The frames decode on a background thread while the audio is
-described, so decode_frames is only the wait for them and the nodes' sum is not the run's time.
+Builds the profile's models with random weights (real-size architectures, no downloads), runs the clip `--warmup`
+times (default once) to warm up (CUDA kernels, allocator) and then `--repeats` more times in the same process with
+every cache cold, and prints the wall-clock seconds of each run, end to end (the whole graph run: run folder, trace,
+checkpoints and every node), and each node's seconds (load, describe_audio, decode_frames, translate, ground,
+segment, emit) of the fastest timed run; model building is reported apart. The frames decode on a background thread
+while the audio is described, so decode_frames is only the wait for them and the nodes' sum is not the run's time.
 
 Random weights cannot make the audio-language model name an object, so the vision stages would see no phrase: the
 timed runs therefore pass the captioner's output through unchanged but translate with the fixed `--phrases`
 (default "dog"), and keep GroundingDINO's `--top-k` best boxes per frame (random GroundingDINO passes hundreds).
 The captioner and tagger still run in full. Remote LLM latency is excluded: translation uses no LLM.
 `--compile` decodes the captioner with a static KV cache that transformers compiles on a GPU (ModelSpec.compile):
-the warm-up run pays the compilation and is reported as first_run_s. Without a GPU, `--captioner-wait-s S` has each
-captioner call first wait S seconds with the GIL released, as the host does while a GPU captions: what decoding the
-frames ahead can hide (`--compare-decode-ahead`).
+the first warm-up run pays the compilation and is reported as first_run_s. Without a GPU, `--captioner-wait-s S` has
+each captioner call first wait S seconds with the GIL released, as the host does while a GPU captions: what decoding
+the frames ahead can hide (`--compare-decode-ahead`).
 `--graph agent` runs the agent instead: the built-in planner, the profile's critic and as many refine rounds as its
 verdicts ask for (random weights give verdicts of no meaning; on a CPU, the same ones in every run), each node and
 tool call reporting its seconds under its name.
 The LAST stdout line is a JSON object: stages_s, model_calls_s (captioner, tagger), total_s (the fastest timed run's
 wall-clock seconds), median_total_s and run_totals_s (every timed run), stage_sum_s (the fastest run's nodes
-summed), first_run_s, model_build_s, device, profile, graph; with `--compare-decode-ahead`, sequential_decode (the
-same three figures for the runs that decode the frames after describing the audio) and decode_ahead_speedup (the
-ratio of the two medians).
+summed), first_run_s (the first warm-up run), warmup, model_build_s, device, profile, graph; with
+`--compare-decode-ahead`, sequential_decode (the same three figures for the runs that decode the frames after
+describing the audio) and decode_ahead_speedup (the ratio of the two medians).
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--phrases", default="dog", help="comma-separated phrases the translator answers with")
     parser.add_argument("--top-k", type=int, default=3, help="GroundingDINO boxes kept per frame")
     parser.add_argument("--repeats", type=count, default=3, help="timed runs after the warm-up (fastest reported)")
+    parser.add_argument("--warmup", type=count, default=1, help="untimed runs first (default 1): more show whether a "
+                        "device's first timed runs are slow only because they come first")  # fmt: skip
     parser.add_argument("--segmentation", default="image", choices=SEGMENTATION_MODES)
     parser.add_argument("--propagator", help="propagate mode's tracker, as in agent.solve (sam2_meta: Meta's sam2)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best available)")
@@ -119,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[tuple[float, dict[str, float], dict[str, float]]]] = {name: [] for name in ways}
     first_run_s = 0.0
     with tempfile.TemporaryDirectory(prefix="openavs-e2e-") as tmp:
-        for attempt in range(1 + args.repeats):
-            for name, way in ways.items() if attempt else [("decode_ahead", settings)]:
+        for attempt in range(args.warmup + args.repeats):
+            timed = attempt >= args.warmup
+            for name, way in ways.items() if timed else [("decode_ahead", settings)]:
                 run_dir = Path(tmp) / f"run{attempt}-{name}"
                 run_dir.mkdir()
                 # Every run starts cold: no grounder outputs, text features or track kept from the run before.
@@ -134,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
                 state = run_graph(run_dir, way, VideoSource(kind="video", path=str(args.clip)), graph=args.graph,
                                   registry=registry, translator=translator, progress=lambda *_: None)  # fmt: skip
                 wall_s = time.perf_counter() - start
-                if attempt:
+                if timed:
                     runs[name].append((wall_s, state["timings_s"], _model_call_seconds(run_dir / "trace.jsonl")))
-                else:
+                elif attempt == 0:
                     first_run_s = wall_s
                 # Wall-clock start and end (epoch s) to line runs up with the GPU's own log (nvidia-smi --loop-ms).
                 end = time.time()
@@ -153,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         "run_totals_s": totals,
         "stage_sum_s": round(sum(best.values()), 4),
         "first_run_s": round(first_run_s, 2),
+        "warmup": args.warmup,
         "compile": args.compile,
         "captioner_wait_s": args.captioner_wait_s,
         "model_build_s": round(build_s, 1),

@@ -317,18 +317,38 @@ def test_e2e_bench_reports_the_fastest_and_every_timed_run(tmp_path: Path, capsy
     assert summary["captioner_wait_s"] == 0.1 and summary["model_calls_s"]["captioner"] >= 0.1  # waited, then captioned
     assert summary["frames"] == 3 and summary["boxes"] == 3 * 2  # --top-k boxes on every frame
 
-    agent_argv = [str(clip), "--profile", "tiny", "--repeats", "1", "--device", "cpu", "--graph", "agent"]
+    agent_argv = [
+        str(clip),
+        "--profile",
+        "tiny",
+        "--repeats",
+        "1",
+        "--warmup",
+        "2",
+        "--device",
+        "cpu",
+        "--graph",
+        "agent",
+    ]
     assert bench_e2e.main(agent_argv) == 0
-    agent = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    out, err = capsys.readouterr()
+    agent = json.loads(out.strip().splitlines()[-1])
     assert agent["graph"] == "agent" and "tiny-qwen2_5_vl" in agent["models"]  # the profile's critic judges
+    assert agent["warmup"] == 2 and len(agent["run_totals_s"]) == 1 and err.count("[e2e] run ") == 3
     assert {"prepare", "decode_frames", "describe_audio", "ground", "critique", "finalize"} <= set(agent["stages_s"])
 
     (tmp_path / "notes.mp4").write_text("not a video")
     for bad_clip in ("missing.mp4", "notes.mp4"):
         assert bench_e2e.main([str(tmp_path / bad_clip), "--profile", "tiny"]) == 2
         assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: {tmp_path / bad_clip}: ")
-    bad_options = (["--device", "tpu"], ["--repeats", "0"], ["--captioner-wait-s", "-1"], ["--captioner-wait-s", "inf"])
-    for bad, said in zip(bad_options, ("error: --device tpu: expected cpu", *["error: arg"] * 3), strict=True):
+    bad_options = (
+        ["--device", "tpu"],
+        ["--repeats", "0"],
+        ["--warmup", "0"],
+        ["--captioner-wait-s", "-1"],
+        ["--captioner-wait-s", "inf"],
+    )
+    for bad, said in zip(bad_options, ("error: --device tpu: expected cpu", *["error: arg"] * 4), strict=True):
         with pytest.raises(SystemExit) as exit_info:
             bench_e2e.main([str(clip), "--profile", "tiny", *bad])
         assert exit_info.value.code == 2 and capsys.readouterr().err.startswith(said)
