@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graphs import stages
 from graphs.agent_tools import AGENT_TOOLS
 from graphs.planners import ChatPlanner
 from tests.agent_rig import CAPTIONS, MAN_BOX, PIANO_BOX, Rig
@@ -280,20 +279,11 @@ def test_a_run_ended_at_once_still_decodes_its_frames_for_the_answer(tmp_path: P
 
 
 def test_a_failed_background_decode_fails_the_agent_before_its_first_frame_step(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, first_frame_decode_fails: list[str]
 ) -> None:
     """The error surfaces in decode_frames, after the audio tools' work was saved; the resumed run decodes there."""
     rig = Rig(tmp_path)
-    real_extract = stages.extract_frames
-    calls: list[str] = []
-
-    def extract_once_failing(*args, **kwargs):
-        calls.append(threading.current_thread().name)
-        if len(calls) == 1:
-            raise InputError("simulated unreadable frame")
-        return real_extract(*args, **kwargs)
-
-    monkeypatch.setattr(stages, "extract_frames", extract_once_failing)
+    calls = first_frame_decode_fails
     with pytest.raises(InputError, match="simulated unreadable frame"):
         rig.run()
     assert [r["name"] for r in rig.trace() if r["kind"] == "node" and "error" in r] == ["decode_frames"]

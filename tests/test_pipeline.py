@@ -19,7 +19,6 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from agent.cli_names import GRAPH_NAMES
 from agent.run_record import CHECKPOINTS, checkpoint_connection, resumable_record
 from agent.runner import THREAD_ID, resumed_run, run_graph
-from graphs import stages
 from graphs.context import PipelineSettings
 from graphs.pipeline import VideoSource, build_pipeline
 from tests.clipfactory import write_test_clip
@@ -216,23 +215,14 @@ def test_frames_decode_while_the_audio_is_described(tmp_path: Path, decode_ahead
 
 
 def test_a_failed_background_decode_fails_its_node_and_the_resumed_run_decodes_there(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, first_frame_decode_fails: list[str]
 ) -> None:
     """An error while the frames decode in the background is raised by decode_frames, after describe_audio's work
     was saved; the resumed run, which has no decode under way, decodes the frames in that node."""
     clip = write_test_clip(tmp_path / "park.mp4", seconds=3.0, size=(64, 48))
     models = Models(CAPTIONS)
     run_dir = tmp_path / "run"
-    real_extract = stages.extract_frames
-    calls: list[str] = []
-
-    def extract_once_failing(*args, **kwargs):
-        calls.append(threading.current_thread().name)
-        if len(calls) == 1:
-            raise InputError("simulated unreadable frame")
-        return real_extract(*args, **kwargs)
-
-    monkeypatch.setattr(stages, "extract_frames", extract_once_failing)
+    calls = first_frame_decode_fails
     with pytest.raises(InputError, match="simulated unreadable frame"):
         models.run(run_dir, clip)
     failed = [r for r in read_trace(run_dir / "trace.jsonl") if r["kind"] == "node" and "error" in r]
