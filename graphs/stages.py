@@ -52,7 +52,7 @@ def frame_refs(frames: list[dict[str, Any]]) -> list[FrameRef]:
 
 def sampled_times(state: Mapping[str, Any]) -> list[float]:
     """The sampled time (s) of each of the run's frames, where its audio window is cut: state's timestamps_s, known
-    before the frames decode (a conversation saved by an older version holds only the frame handles)."""
+    before the frames decode (runs and conversations saved by older versions hold only the frame handles)."""
     if "timestamps_s" in state:
         return list(state["timestamps_s"])
     return [f["timestamp_s"] for f in state["frames"]]
