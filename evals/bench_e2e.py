@@ -1,4 +1,4 @@
-"""`python -m evals.bench_e2e CLIP [--profile default]`: one clip end to end through the pipeline graph, warm.
+"""`python -m evals.bench_e2e CLIP [--profile default]`: one clip end to end through the pipeline (or agent), warm.
 
 Builds the profile's models with random weights (real-size architectures, no downloads), runs the clip `--warmup`
 times (default once) to warm up (CUDA kernels, allocator) and then `--repeats` more times in the same process with
