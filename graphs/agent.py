@@ -220,7 +220,9 @@ def route_after_plan(state: AgentState) -> Literal["tools", "plan", "finalize"]:
 
 
 FRAMELESS_TOOLS = frozenset({"describe_audio", "tag_audio", "translate", "sample_frames"})
-"""Tools that need no decoded frame: the audio ones listen at the sampled times, sample_frames decodes its own."""
+"""Tools that need no decoded frame: the audio ones listen at the sampled times, sample_frames decodes its own (into
+the same files: its decode waits behind prepare's on the one prefetch thread, so the old frames never overwrite the
+new)."""
 
 
 def route_with_frames(state: AgentState) -> Literal["decode_frames", "tools", "plan", "finalize"]:
